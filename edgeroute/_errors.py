@@ -1,0 +1,119 @@
+"""The exception tree of edgeroute.
+
+Every error edgeroute raises on purpose is an ``EdgeRouteError``::
+
+    EdgeRouteError
+    ├── ConfigError                  invalid configuration (negative timeout, unknown key, bad threshold, ...)
+    ├── InputError                   the request itself is unusable
+    │   ├── EmptyPromptError         empty or whitespace-only prompt
+    │   ├── InvalidPromptError       not text, lone surrogates, NUL bytes, malformed messages, too many characters
+    │   └── PromptTooLongError       longer than the local context and the cloud cannot take it
+    ├── ModelError                   the local model cannot be used
+    │   ├── ModelNotFoundError       no GGUF at the given path / in the default package / in the user model dir
+    │   ├── ModelCorruptError        the file is not a loadable GGUF (names the file)
+    │   └── ModelLoadError           llama.cpp refused it for another reason (e.g. a context too large to allocate)
+    ├── GenerationCancelled          the caller cancelled a generation
+    ├── CloudError                   the cloud could not answer (the router degrades to the local answer)
+    │   ├── CloudNotConfiguredError  no base URL configured
+    │   ├── CloudUnreachableError    DNS failure, connection refused, TLS failure
+    │   ├── CloudTimeoutError        connect or read timeout
+    │   ├── CloudHTTPError           a non-2xx status; ``status_code`` says which
+    │   │   └── CloudAuthError       401 / 403
+    │   └── CloudResponseError       a 2xx whose body is not a chat completion
+    ├── StoreError                   the trace store cannot be read or written
+    └── UnknownAnswerError           feedback for an answer id the trace does not hold
+"""
+
+from __future__ import annotations
+
+
+class EdgeRouteError(Exception):
+    """Base class of every error edgeroute raises on purpose."""
+
+
+class ConfigError(EdgeRouteError, ValueError):
+    """Invalid configuration."""
+
+
+class InputError(EdgeRouteError, ValueError):
+    """The request is unusable."""
+
+
+class EmptyPromptError(InputError):
+    """The prompt is empty or only whitespace."""
+
+
+class InvalidPromptError(InputError):
+    """The prompt is not valid text or the messages are malformed."""
+
+
+class PromptTooLongError(InputError):
+    """The prompt does not fit the local context and cannot be escalated."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, n_ctx: int) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+
+
+class ModelError(EdgeRouteError):
+    """The local model cannot be used."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """No GGUF file was found."""
+
+
+class ModelCorruptError(ModelError):
+    """The file is not a loadable GGUF."""
+
+
+class ModelLoadError(ModelError):
+    """llama.cpp refused to load the model or to allocate its context."""
+
+
+class GenerationCancelled(EdgeRouteError):
+    """The caller cancelled a generation; the model is free again."""
+
+
+class CloudError(EdgeRouteError):
+    """The cloud could not answer."""
+
+
+class CloudNotConfiguredError(CloudError):
+    """No cloud endpoint is configured."""
+
+
+class CloudUnreachableError(CloudError):
+    """DNS failure, connection refused or TLS failure."""
+
+
+class CloudTimeoutError(CloudError):
+    """The cloud did not connect or answer within the timeout."""
+
+
+class CloudHTTPError(CloudError):
+    """The cloud answered with a non-2xx status."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class CloudAuthError(CloudHTTPError):
+    """The cloud rejected the credentials (401/403)."""
+
+
+class CloudResponseError(CloudError):
+    """A 2xx answer whose body is not a valid chat completion."""
+
+
+class StoreError(EdgeRouteError):
+    """The trace store cannot be read or written."""
+
+
+class UnknownAnswerError(EdgeRouteError, KeyError):
+    """Feedback names an answer id the trace does not hold."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

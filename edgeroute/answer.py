@@ -1,0 +1,75 @@
+"""What the Router returns: an ``Answer``, and the events of a streamed one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from .energy.base import EnergyReading
+
+Route = Literal["local", "cloud", "local-offline"]
+
+
+@dataclass
+class Answer:
+    """One routed answer.
+
+    ``route`` is ``local`` (the local answer was accepted, or escalation is disabled), ``cloud`` (the cloud answered)
+    or ``local-offline`` (escalation was wanted but the cloud was not configured or not reachable; ``reason`` says
+    which). ``confidence`` is the estimated P(local answer correct) in [0, 1], or None when unknown.
+    ``latency_ms`` holds per-stage milliseconds and ``total``; ``tokens`` holds token counts per side.
+    ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``offline``, ``prompt_too_long``.
+    """
+
+    id: str
+    text: str
+    route: Route
+    confidence: Optional[float]
+    signals: dict[str, float]
+    threshold: Optional[float]
+    latency_ms: dict[str, float]
+    tokens: dict[str, int]
+    energy: EnergyReading
+    reason: str = ""
+    flags: list[str] = field(default_factory=list)
+    model: str = ""
+    cloud_model: str = ""
+    created: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "route": self.route,
+            "confidence": self.confidence,
+            "signals": dict(self.signals),
+            "threshold": self.threshold,
+            "latency_ms": dict(self.latency_ms),
+            "tokens": dict(self.tokens),
+            "energy": self.energy.to_dict(),
+            "reason": self.reason,
+            "flags": list(self.flags),
+            "model": self.model,
+            "cloud_model": self.cloud_model,
+            "created": self.created,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False, **kwargs)
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of ``Router.stream``.
+
+    ``type`` is ``token`` (``text`` is the next piece, ``source`` says whose), ``escalate`` (the local pieces sent so
+    far are superseded by the cloud's answer that follows; ``text`` is the reason) or ``done`` (``answer`` is set).
+    """
+
+    type: Literal["token", "escalate", "done"]
+    text: str = ""
+    source: str = ""
+    answer: Optional[Answer] = None

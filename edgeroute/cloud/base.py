@@ -1,0 +1,37 @@
+"""The cloud seam: one method. Each provider is one file implementing ``CloudBackend.complete``."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..messages import Message
+
+
+@dataclass(frozen=True)
+class CloudAnswer:
+    """A cloud completion. ``latency_s`` is wall seconds from request to parsed answer."""
+
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    finish_reason: str = ""
+
+
+class CloudBackend(abc.ABC):
+    """A remote chat model. Raise a ``CloudError`` subclass on every failure; never retry internally."""
+
+    #: Provider name shown in answers and traces.
+    name: str = "cloud"
+    #: Model name requested from the provider.
+    model: str = ""
+
+    @abc.abstractmethod
+    def complete(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0) -> CloudAnswer:
+        """Return the cloud's answer to ``messages``."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""

@@ -1,0 +1,73 @@
+"""Router configuration: one validated dataclass; defaults come from ``_constants``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from . import _constants as C
+from ._errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Everything a Router can be told. Times in seconds, lengths in tokens, probabilities in [0, 1].
+
+    ``cloud_url`` / ``cloud_model`` default to ``$EDGEROUTE_CLOUD_URL`` / ``$EDGEROUTE_CLOUD_MODEL``; the API key
+    is read only from the environment variable named by ``cloud_api_key_env``.
+    """
+
+    model: Optional[str] = None
+    n_ctx: int = C.DEFAULT_N_CTX_TOKENS
+    n_threads: Optional[int] = None
+    max_tokens: int = C.DEFAULT_MAX_TOKENS
+    temperature: float = C.DEFAULT_TEMPERATURE
+    hidden_states: bool = True
+    threshold: float = C.DEFAULT_THRESHOLD
+    on_unknown: str = "escalate"
+    local_only: bool = False
+    cloud_url: Optional[str] = None
+    cloud_model: Optional[str] = None
+    cloud_api_key_env: str = C.ENV_CLOUD_API_KEY
+    connect_timeout_s: float = C.DEFAULT_CONNECT_TIMEOUT_S
+    read_timeout_s: float = C.DEFAULT_READ_TIMEOUT_S
+    trace: bool = True
+    trace_path: Optional[str] = None
+    store_prompts: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cloud_url is None and os.environ.get(C.ENV_CLOUD_URL):
+            object.__setattr__(self, "cloud_url", os.environ[C.ENV_CLOUD_URL])
+        if self.cloud_model is None:
+            object.__setattr__(self, "cloud_model", os.environ.get(C.ENV_CLOUD_MODEL) or C.DEFAULT_CLOUD_MODEL)
+        checks = [
+            (self.n_ctx >= 64, f"n_ctx must be >= 64 tokens, got {self.n_ctx}"),
+            (self.n_threads is None or self.n_threads >= 1, f"n_threads must be >= 1, got {self.n_threads}"),
+            (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
+            (0.0 <= self.temperature <= 5.0, f"temperature must be in [0, 5], got {self.temperature}"),
+            (0.0 <= self.threshold <= 1.0, f"threshold must be in [0, 1], got {self.threshold}"),
+            (self.on_unknown in ("escalate", "accept"), f"on_unknown must be 'escalate' or 'accept'"),
+            (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
+            (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
+            (
+                self.cloud_url is None or self.cloud_url.startswith(("http://", "https://")),
+                f"cloud_url must start with http:// or https://, got {self.cloud_url!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "RouterConfig":
+        """Like the constructor, but an unknown key is a ``ConfigError`` naming the valid ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "RouterConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,7 @@
+"""Local models."""
+
+from .base import Generation, LocalModel
+from .llama import LlamaCppModel
+from .resolve import default_model_path, resolve_model_path, user_model_dir
+
+__all__ = ["Generation", "LlamaCppModel", "LocalModel", "default_model_path", "resolve_model_path", "user_model_dir"]

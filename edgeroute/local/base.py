@@ -1,0 +1,101 @@
+"""The local-model seam: one small base class; the llama.cpp engine and the test double implement it."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..messages import Message
+
+
+@dataclass
+class Generation:
+    """What one local generation produced.
+
+    ``token_logprobs`` holds, per answer token, the natural-log probability of the chosen token (nats);
+    ``token_entropies`` the entropy of that step's next-token distribution (nats). Hidden states are the final-layer
+    (post-norm) vectors at the last prompt token and at the last answer token, ``n_embd`` floats each, or None when
+    the engine cannot provide them. Times are seconds.
+    """
+
+    text: str
+    token_ids: list[int]
+    token_logprobs: np.ndarray
+    token_entropies: np.ndarray
+    prompt_tokens: int
+    prefill_s: float
+    decode_s: float
+    finish_reason: str  # "stop" | "length"
+    prompt_hidden: Optional[np.ndarray] = None
+    answer_hidden: Optional[np.ndarray] = None
+    #: True when the answer was cut because prompt + max_tokens did not fit the context.
+    truncated: bool = False
+    #: Prompt tokens reused from the previous call's KV cache (not re-evaluated).
+    reused_prompt_tokens: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+class LocalModel(abc.ABC):
+    """A local model that streams text and records per-token evidence.
+
+    Implementations must serialise concurrent callers themselves (``self.lock``).
+    """
+
+    #: Display name (file name for GGUF models).
+    name: str = "local"
+    #: Context window, tokens.
+    n_ctx: int = 0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    @property
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A stable identifier of the weights (SHA-256 of the file for GGUF models)."""
+
+    @abc.abstractmethod
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens the chat-formatted ``messages`` occupy in the context."""
+
+    @abc.abstractmethod
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        cancel: Optional[threading.Event] = None,
+    ) -> Generator[str, None, Generation]:
+        """Yield text pieces as they are decoded; the generator's return value is the ``Generation``.
+
+        Setting ``cancel`` (or closing the generator) stops at the next token and frees the model.
+        """
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        cancel: Optional[threading.Event] = None,
+    ) -> Generation:
+        """Run ``stream`` to completion and return the ``Generation``."""
+        gen = self.stream(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def close(self) -> None:
+        """Free native resources. Idempotent."""

@@ -1,0 +1,318 @@
+"""The llama.cpp engine: greedy chat generation that records per-token evidence at almost no extra cost.
+
+Per step it reads that step's logits in place (a zero-copy view of llama.cpp's buffer, ``n_vocab`` floats), picks
+the token, and computes the chosen token's logprob and the distribution's entropy with numpy in O(vocab) memory.
+No ``logits_all`` (an ``n_ctx x n_vocab`` array) and no ``top_logprobs`` path (a Python loop over the vocabulary).
+
+Hidden states come from the same context: embeddings output is switched on for the last prompt token and the decode
+steps only (llama.cpp outputs every token of a batch while it is on, so the prompt's body is evaluated with it off),
+and the final-layer vector of the last evaluated position is read after prefill and after the last decode step.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .._constants import DEFAULT_N_BATCH_TOKENS, DEFAULT_N_CTX_TOKENS, MIN_ANSWER_ROOM_TOKENS
+from .._errors import GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
+from ..messages import Message
+from .base import Generation, LocalModel
+from .resolve import resolve_model_path
+
+# ChatML, used only when a GGUF carries no chat template of its own.
+_FALLBACK_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+def cpu_has_amx() -> bool:
+    """True when the CPU advertises Intel AMX (Linux /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+@contextlib.contextmanager
+def _model_params(use_extra_bufts: bool) -> Iterator[None]:
+    """Make ``llama_cpp.Llama`` load with ``use_extra_bufts`` set (it has no keyword for it)."""
+    if use_extra_bufts:
+        yield
+        return
+    import llama_cpp.llama_cpp as native
+
+    with _PATCH_LOCK:
+        original = native.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = False
+            return p
+
+        native.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = original
+
+
+def file_sha256(path: Path, _chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _StepStats:
+    """Logprob of the chosen token and entropy of one step's distribution, in two preallocated buffers (nats)."""
+
+    def __init__(self, n_vocab: int) -> None:
+        self._z = np.empty(n_vocab, dtype=np.float32)
+        self._e = np.empty(n_vocab, dtype=np.float32)
+
+    def __call__(self, logits: np.ndarray, token: int) -> tuple[float, float]:
+        z = np.subtract(logits, logits.max(), out=self._z)
+        e = np.exp(z, out=self._e)
+        s = float(e.sum(dtype=np.float64))
+        log_s = float(np.log(s))
+        entropy = log_s - float(np.dot(e, z)) / s
+        return float(z[token]) - log_s, max(entropy, 0.0)
+
+
+class LlamaCppModel(LocalModel):
+    """A GGUF model run in-process by llama-cpp-python.
+
+    ``model`` is a path, a file name in the user model directory, or None for the default model. ``n_ctx`` is the
+    context window in tokens. ``hidden_states=False`` skips the hidden-state reads.
+
+    ``extra_buffers`` controls llama.cpp's extra weight buffer types (AMX, repacked layouts). The default (None)
+    turns them off on CPUs with Intel AMX: llama.cpp's AMX matrix multiply crashes the process on batched prompts
+    (seen with llama-cpp-python 0.3.36 on Sapphire Rapids VMs).
+    """
+
+    def __init__(
+        self,
+        model: Optional[Union[str, os.PathLike[str]]] = None,
+        *,
+        n_ctx: int = DEFAULT_N_CTX_TOKENS,
+        n_threads: Optional[int] = None,
+        n_batch: int = DEFAULT_N_BATCH_TOKENS,
+        hidden_states: bool = True,
+        seed: int = 0,
+        extra_buffers: Optional[bool] = None,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__()
+        import llama_cpp  # deferred: importing loads the native library
+
+        self._lc = llama_cpp
+        self.path = resolve_model_path(model)
+        self.name = self.path.name
+        self.hidden_states = hidden_states
+        self._seed = seed
+        self._fingerprint: Optional[str] = None
+        if extra_buffers is None:
+            extra_buffers = not cpu_has_amx()
+        try:
+            with _model_params(use_extra_bufts=extra_buffers):
+                self._llama = llama_cpp.Llama(
+                    model_path=str(self.path),
+                    n_ctx=n_ctx,
+                    n_batch=min(n_batch, n_ctx),
+                    n_threads=n_threads or os.cpu_count() or 1,
+                    logits_all=False,
+                    embedding=False,
+                    seed=seed,
+                    verbose=verbose,
+                )
+        except ValueError as exc:
+            if "context" in str(exc).lower():
+                raise ModelLoadError(
+                    f"could not allocate a {n_ctx}-token context for {self.path}; try n_ctx={max(n_ctx // 2, 256)}"
+                ) from exc
+            raise ModelCorruptError(f"llama.cpp could not load {self.path}: the file is corrupt or partial") from exc
+        self.n_ctx = self._llama.n_ctx()
+        self.n_vocab = self._llama.n_vocab()
+        self.n_embd = self._llama.n_embd()
+        self._ctx = self._llama._ctx.ctx
+        self._vocab = self._llama._model.vocab
+        self._stats = _StepStats(self.n_vocab)
+        self._formatter = self._make_formatter()
+
+    # --- set-up ---------------------------------------------------------------------------------------------
+    def _make_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama = self._llama
+        template = llama.metadata.get("tokenizer.chat_template") or _FALLBACK_TEMPLATE
+        eos_id, bos_id = llama.token_eos(), llama.token_bos()
+        text = llama._model.token_get_text
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=text(eos_id) if eos_id != -1 else "",
+            bos_token=text(bos_id) if bos_id != -1 else "",
+            stop_token_ids=[eos_id],
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = file_sha256(self.path)
+        return self._fingerprint
+
+    @property
+    def llama(self) -> Any:
+        """The underlying ``llama_cpp.Llama`` (hold ``self.lock`` while using it)."""
+        return self._llama
+
+    def prompt_token_ids(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of ``messages`` rendered with the GGUF's chat template (generation prompt appended)."""
+        result = self._formatter(messages=list(messages))
+        return self._llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.prompt_token_ids(messages))
+
+    # --- generation -----------------------------------------------------------------------------------------
+    def _logits(self) -> np.ndarray:
+        ptr = self._lc.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def _hidden(self) -> Optional[np.ndarray]:
+        ptr = self._lc.llama_get_embeddings_ith(self._ctx, -1)
+        if not ptr:
+            return None
+        return np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy()
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the KV cache of the longest common prefix with the previous call; return its length."""
+        llama = self._llama
+        common = 0
+        for a, b in zip(llama._input_ids, tokens):
+            if a != b:
+                break
+            common += 1
+        keep = min(common, len(tokens) - 1)  # always evaluate >= 1 token: its logits start the answer
+        if keep > 0 and llama._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llama.n_tokens = keep
+            return keep
+        llama.reset()
+        return 0
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        cancel: Optional[threading.Event] = None,
+    ) -> Generator[str, None, Generation]:
+        tokens = self.prompt_token_ids(messages)
+        n_prompt = len(tokens)
+        room = self.n_ctx - n_prompt
+        if room < MIN_ANSWER_ROOM_TOKENS:
+            raise PromptTooLongError(
+                f"the prompt is {n_prompt} tokens; the local context holds {self.n_ctx} "
+                f"and an answer needs at least {MIN_ANSWER_ROOM_TOKENS}",
+                prompt_tokens=n_prompt,
+                n_ctx=self.n_ctx,
+            )
+        budget = min(max_tokens, room)
+        rng = np.random.default_rng(self._seed) if temperature > 0 else None
+        lc, ctx, llama = self._lc, self._ctx, self._llama
+        with self.lock:
+            t0 = time.perf_counter()
+            embeddings_on = False
+            try:
+                reused = self._reuse_prefix(tokens)
+                body, last = tokens[reused:-1], tokens[-1:]
+                if body:
+                    llama.eval(body)
+                if self.hidden_states:
+                    lc.llama_set_embeddings(ctx, True)
+                    embeddings_on = True
+                llama.eval(last)
+                prompt_hidden = self._hidden() if embeddings_on else None
+                t1 = time.perf_counter()
+
+                ids: list[int] = []
+                logprobs: list[float] = []
+                entropies: list[float] = []
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                pieces: list[str] = []
+                finish = "length"
+                while len(ids) < budget:
+                    if cancel is not None and cancel.is_set():
+                        raise GenerationCancelled("generation cancelled by the caller")
+                    logits = self._logits()
+                    if rng is None:
+                        token = int(logits.argmax())
+                    else:
+                        p = np.exp((logits - logits.max()) / temperature, dtype=np.float64)
+                        token = int(rng.choice(self.n_vocab, p=p / p.sum()))
+                    logprob, entropy = self._stats(logits, token)
+                    if lc.llama_vocab_is_eog(self._vocab, token):
+                        finish = "stop"
+                        break
+                    ids.append(token)
+                    logprobs.append(logprob)
+                    entropies.append(entropy)
+                    piece = decoder.decode(llama._model.token_to_piece(token).rstrip(b"\x00"))
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
+                    if len(ids) < budget:
+                        llama.eval([token])
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    pieces.append(tail)
+                    yield tail
+                answer_hidden = self._hidden() if embeddings_on else None
+            finally:
+                if embeddings_on:
+                    lc.llama_set_embeddings(ctx, False)
+            t2 = time.perf_counter()
+        return Generation(
+            text="".join(pieces),
+            token_ids=ids,
+            token_logprobs=np.asarray(logprobs, dtype=np.float64),
+            token_entropies=np.asarray(entropies, dtype=np.float64),
+            prompt_tokens=n_prompt,
+            prefill_s=t1 - t0,
+            decode_s=t2 - t1,
+            finish_reason=finish,
+            prompt_hidden=prompt_hidden,
+            answer_hidden=answer_hidden,
+            truncated=finish == "length" and budget < max_tokens,
+            reused_prompt_tokens=reused,
+        )
+
+    def close(self) -> None:
+        llama = getattr(self, "_llama", None)
+        if llama is not None:
+            with self.lock:
+                llama.close()
+                self._llama = None
+
+
+__all__ = ["LlamaCppModel", "cpu_has_amx", "file_sha256"]

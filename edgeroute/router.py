@@ -1,0 +1,355 @@
+"""The pipeline for one query: validate, generate locally, judge, decide, maybe escalate, trace."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ._errors import CloudError, ConfigError, PromptTooLongError, StoreError
+from .answer import Answer, Route, StreamEvent
+from .cloud.base import CloudAnswer, CloudBackend
+from .cloud.openai_compat import OpenAICompatBackend
+from .config import RouterConfig
+from .energy.base import EnergyReading
+from .local.base import Generation, LocalModel
+from .messages import Message, PromptLike, normalize, prompt_hash
+from .policy.base import Decision, Policy
+from .policy.threshold import ThresholdPolicy
+from .signals.base import Signal
+from .signals.perplexity import PerplexitySignal
+from .store import TraceStore
+
+log = logging.getLogger("edgeroute")
+
+_NO_METER = "no energy meter is configured in this version of edgeroute"
+
+
+@dataclass
+class _Work:
+    """Mutable state of one query while it moves through the pipeline."""
+
+    messages: list[Message]
+    max_tokens: int
+    private: bool
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=lambda: dict(prompt=0, completion=0, cloud_prompt=0, cloud_completion=0))
+    signals: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    confidence: Optional[float] = None
+
+
+class AnswerStream:
+    """Iterator of ``StreamEvent``; ``answer`` is set once the ``done`` event has been produced.
+
+    Close it (or use it as a context manager) to stop early: generation stops at the next token.
+    """
+
+    def __init__(self, events: Generator[StreamEvent, None, Answer]) -> None:
+        self._events = events
+        self.answer: Optional[Answer] = None
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        event = next(self._events)
+        if event.type == "done":
+            self.answer = event.answer
+        return event
+
+    def close(self) -> None:
+        self._events.close()
+
+    def __enter__(self) -> "AnswerStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Router:
+    """Answers on the device first and escalates to the cloud only when the local answer looks wrong.
+
+    ``Router(local_only=True)`` never calls the cloud. Any ``RouterConfig`` field can be passed as a keyword.
+    ``local_model``, ``cloud``, ``policy`` and ``store`` replace the built-in parts (e.g. with ``edgeroute.testing``
+    doubles). Thread-safe: concurrent callers share one model, whose generations are serialised.
+    """
+
+    def __init__(
+        self,
+        local_only: bool = False,
+        *,
+        config: Optional[RouterConfig] = None,
+        local_model: Optional[LocalModel] = None,
+        cloud: Optional[CloudBackend] = None,
+        policy: Optional[Policy] = None,
+        store: Optional[TraceStore] = None,
+        signals: Optional[list[Signal]] = None,
+        **options: Any,
+    ) -> None:
+        base = config or RouterConfig()
+        fields = {**options, "local_only": local_only or base.local_only}
+        self.config = base.replace(**fields) if config else RouterConfig.from_kwargs(**fields)
+        cfg = self.config
+        if local_model is None:
+            from .local.llama import LlamaCppModel
+
+            local_model = LlamaCppModel(
+                cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states
+            )
+        self.local = local_model
+        if cloud is None and cfg.cloud_url and not cfg.local_only:
+            cloud = OpenAICompatBackend(
+                cfg.cloud_url,
+                cfg.cloud_model or "",
+                api_key_env=cfg.cloud_api_key_env,
+                connect_timeout_s=cfg.connect_timeout_s,
+                read_timeout_s=cfg.read_timeout_s,
+            )
+        self.cloud = cloud
+        self.policy = policy or ThresholdPolicy(cfg.threshold, cfg.on_unknown)
+        self.signals = signals if signals is not None else [PerplexitySignal(model_sha256=self.local.fingerprint)]
+        self.store = store if store is not None else (TraceStore(cfg.trace_path) if cfg.trace else None)
+
+    # --- public API -----------------------------------------------------------------------------------------
+    def ask(
+        self,
+        prompt: PromptLike,
+        *,
+        max_tokens: Optional[int] = None,
+        private: bool = False,
+        cancel: Optional[threading.Event] = None,
+    ) -> Answer:
+        """Answer ``prompt`` (a string or chat messages). ``private=True`` keeps it on the device."""
+        events = self._pipeline(prompt, max_tokens=max_tokens, private=private, cancel=cancel)
+        while True:
+            try:
+                next(events)
+            except StopIteration as stop:
+                return stop.value
+
+    def stream(
+        self,
+        prompt: PromptLike,
+        *,
+        max_tokens: Optional[int] = None,
+        private: bool = False,
+        cancel: Optional[threading.Event] = None,
+    ) -> AnswerStream:
+        """Like ``ask``, but yields ``StreamEvent``s: local tokens as decoded, then maybe an escalation."""
+        return AnswerStream(self._pipeline(prompt, max_tokens=max_tokens, private=private, cancel=cancel))
+
+    async def aask(self, prompt: PromptLike, *, max_tokens: Optional[int] = None, private: bool = False) -> Answer:
+        """Async twin of ``ask``; cancelling the task stops local generation at the next token."""
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self.ask, prompt, max_tokens=max_tokens, private=private, cancel=cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
+    async def astream(
+        self, prompt: PromptLike, *, max_tokens: Optional[int] = None, private: bool = False
+    ) -> AsyncIterator[StreamEvent]:
+        """Async twin of ``stream``: generation runs in a worker thread, events arrive on the event loop."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+        end = object()
+
+        def work() -> None:
+            try:
+                for event in self.stream(prompt, max_tokens=max_tokens, private=private, cancel=cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+            except BaseException as exc:  # handed to the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            else:
+                loop.call_soon_threadsafe(queue.put_nowait, end)
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            while (item := await queue.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+            await asyncio.wait([worker])
+
+    def feedback(self, answer_id: str, correct: Optional[bool] = None, *, note: Optional[str] = None) -> None:
+        """Record whether answer ``answer_id`` was correct (stored in the trace against its id)."""
+        if self.store is None:
+            raise ConfigError("feedback needs the trace store; this Router was created with trace=False")
+        self.store.add_feedback(answer_id, correct=correct, note=note)
+
+    def close(self) -> None:
+        """Release the model, the cloud client and the trace store."""
+        for part in (self.cloud, self.store, self.local):
+            if part is not None:
+                part.close()
+
+    def __enter__(self) -> "Router":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the pipeline ---------------------------------------------------------------------------------------
+    def _cloud_block(self, private: bool) -> Optional[tuple[Route, str]]:
+        """Why the cloud cannot be used for this query (route to report, reason), or None when it can."""
+        if private:
+            return "local", "private prompt: kept on the device"
+        if self.config.local_only:
+            return "local", "local_only: escalation disabled"
+        if self.cloud is None:
+            return "local-offline", "cloud not configured (set cloud_url or $EDGEROUTE_CLOUD_URL)"
+        return None
+
+    def _pipeline(
+        self, prompt: PromptLike, *, max_tokens: Optional[int], private: bool, cancel: Optional[threading.Event]
+    ) -> Generator[StreamEvent, None, Answer]:
+        cfg = self.config
+        work = _Work(normalize(prompt), max_tokens or cfg.max_tokens, private)
+        block = self._cloud_block(private)
+        generation: Optional[Generation] = None
+        try:
+            generation = yield from self._generate_local(work, cancel)
+            decision = self._judge(work, generation)
+        except PromptTooLongError as exc:
+            work.flags.append("prompt_too_long")
+            work.tokens["prompt"] = exc.prompt_tokens
+            if block is not None:
+                raise PromptTooLongError(f"{exc}; cannot escalate: {block[1]}", **vars(exc)) from None
+            decision = Decision(True, str(exc))
+
+        text = generation.text if generation is not None else ""
+        route: Route = "local"
+        reason = decision.reason
+        cloud_model = ""
+        if decision.escalate:
+            if block is not None:
+                route, why = block
+                reason = f"{decision.reason}; not escalated: {why}"
+                work.flags.append("low_confidence")
+                if route == "local-offline":
+                    work.flags.append("offline")
+            else:
+                try:
+                    reply = self._ask_cloud(work)
+                except CloudError as exc:
+                    if generation is None:
+                        raise PromptTooLongError(
+                            f"{decision.reason}; and the cloud failed: {exc}",
+                            prompt_tokens=work.tokens["prompt"],
+                            n_ctx=self.local.n_ctx,
+                        ) from exc
+                    route, reason = "local-offline", f"{decision.reason}; cloud failed: {type(exc).__name__}: {exc}"
+                    work.flags += ["low_confidence", "offline"]
+                else:
+                    route, text, cloud_model = "cloud", reply.text, reply.model
+                    reason = f"escalated: {decision.reason}"
+                    yield StreamEvent("escalate", text=decision.reason, source="cloud")
+                    yield StreamEvent("token", text=reply.text, source="cloud")
+
+        work.latency_ms["total"] = (time.perf_counter() - work.t0) * 1000.0
+        answer = Answer(
+            id=work.id,
+            text=text,
+            route=route,
+            confidence=work.confidence,
+            signals=work.signals,
+            threshold=self.policy.threshold,
+            latency_ms=work.latency_ms,
+            tokens=work.tokens,
+            energy=EnergyReading.unmeasured(_NO_METER, window_s=work.latency_ms["total"] / 1000.0),
+            reason=reason,
+            flags=work.flags,
+            model=self.local.name,
+            cloud_model=cloud_model,
+            created=work.created,
+            warnings=work.warnings,
+        )
+        self._trace(work, answer)
+        yield StreamEvent("done", answer=answer)
+        return answer
+
+    def _generate_local(
+        self, work: _Work, cancel: Optional[threading.Event]
+    ) -> Generator[StreamEvent, None, Generation]:
+        stream = self.local.stream(
+            work.messages, max_tokens=work.max_tokens, temperature=self.config.temperature, cancel=cancel
+        )
+        try:
+            while True:
+                try:
+                    piece = next(stream)
+                except StopIteration as stop:
+                    generation: Generation = stop.value
+                    break
+                yield StreamEvent("token", text=piece, source="local")
+        finally:
+            stream.close()
+        work.latency_ms["prefill"] = generation.prefill_s * 1000.0
+        work.latency_ms["decode"] = generation.decode_s * 1000.0
+        work.tokens["prompt"] = generation.prompt_tokens
+        work.tokens["completion"] = generation.completion_tokens
+        if generation.truncated:
+            work.flags.append("truncated")
+        return generation
+
+    def _judge(self, work: _Work, generation: Generation) -> Decision:
+        t = time.perf_counter()
+        for signal in self.signals:
+            work.signals.update(signal.compute(generation, work.messages))
+        work.confidence = work.signals.get("perplexity_confidence")
+        decision = self.policy.decide(work.confidence, truncated=generation.truncated)
+        work.latency_ms["signals"] = (time.perf_counter() - t) * 1000.0
+        return decision
+
+    def _ask_cloud(self, work: _Work) -> CloudAnswer:
+        assert self.cloud is not None
+        t = time.perf_counter()
+        try:
+            reply = self.cloud.complete(work.messages, max_tokens=work.max_tokens, temperature=self.config.temperature)
+        finally:
+            work.latency_ms["cloud"] = (time.perf_counter() - t) * 1000.0
+        work.tokens["cloud_prompt"] = reply.prompt_tokens
+        work.tokens["cloud_completion"] = reply.completion_tokens
+        return reply
+
+    def _trace(self, work: _Work, answer: Answer) -> None:
+        if self.store is None:
+            return
+        import json
+
+        row = {
+            "id": answer.id,
+            "created": answer.created,
+            "prompt_hash": prompt_hash(work.messages),
+            "prompt": json.dumps(work.messages, ensure_ascii=False) if self.config.store_prompts else None,
+            "model": self.local.fingerprint,
+            "route": answer.route,
+            "confidence": answer.confidence,
+            "threshold": answer.threshold,
+            "signals": answer.signals,
+            "latency_ms": answer.latency_ms,
+            "tokens": answer.tokens,
+            "energy": answer.energy.to_dict(),
+            "reason": answer.reason,
+            "error": None,
+        }
+        try:
+            self.store.record(row)
+        except StoreError as exc:
+            log.warning("edgeroute: trace not written: %s", exc)
+            answer.warnings.append(f"trace not written: {exc}")

@@ -1,0 +1,100 @@
+"""The perplexity family: token NLL and entropy statistics, and a logistic map from them to P(correct).
+
+Features (nats, tokens): ``mean_nll``, ``max_nll``, ``mean_entropy``, ``answer_tokens``. The map's coefficients are
+fitted per model by ``tools/fit_perplexity.py`` and shipped in ``models/``; a model without its own coefficients
+uses the default model's, and the answer's signals say so (``perplexity_calibrated`` = 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Optional
+
+import numpy as np
+
+from ..local.base import Generation
+from ..messages import Message
+from .base import Signal
+
+FEATURES = ("mean_nll", "max_nll", "mean_entropy", "log_answer_tokens")
+CALIBRATION_FILE = "perplexity.json"
+
+
+@dataclass(frozen=True)
+class LogisticMap:
+    """``sigmoid(intercept + coef . ((x - mean) / scale))`` over ``FEATURES``."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    model_sha256: str = ""
+    info: str = ""
+
+    def __call__(self, x: Sequence[float]) -> float:
+        z = self.intercept + sum(c * (v - m) / s for c, v, m, s in zip(self.coef, x, self.mean, self.scale))
+        z = max(min(z, 40.0), -40.0)
+        return 1.0 / (1.0 + math.exp(-z))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LogisticMap":
+        if tuple(d["features"]) != FEATURES:
+            raise ValueError(f"feature layout {d['features']} != {FEATURES}")
+        return cls(
+            mean=tuple(map(float, d["mean"])),
+            scale=tuple(map(float, d["scale"])),
+            coef=tuple(map(float, d["coef"])),
+            intercept=float(d["intercept"]),
+            model_sha256=str(d.get("model_sha256", "")),
+            info=str(d.get("info", "")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(FEATURES),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "model_sha256": self.model_sha256,
+            "info": self.info,
+        }
+
+
+def load_shipped_map() -> LogisticMap:
+    """The coefficients shipped in the wheel (``models/perplexity.json``)."""
+    text = resources.files("edgeroute._models").joinpath(CALIBRATION_FILE).read_text(encoding="utf-8")
+    return LogisticMap.from_dict(json.loads(text))
+
+
+def features(generation: Generation) -> Optional[list[float]]:
+    """The perplexity-family features of ``generation``, or None when it produced no scored token."""
+    lp, ent = generation.token_logprobs, generation.token_entropies
+    if lp.size == 0 or not np.all(np.isfinite(lp)) or not np.all(np.isfinite(ent)):
+        return None
+    nll = -lp
+    return [float(nll.mean()), float(nll.max()), float(ent.mean()), math.log1p(lp.size)]
+
+
+class PerplexitySignal(Signal):
+    """Perplexity-family features and their logistic confidence ``perplexity_confidence`` in [0, 1]."""
+
+    name = "perplexity"
+
+    def __init__(self, mapping: Optional[LogisticMap] = None, model_sha256: str = "") -> None:
+        self.mapping = mapping or load_shipped_map()
+        self.calibrated = bool(self.mapping.model_sha256) and self.mapping.model_sha256 == model_sha256
+
+    def compute(self, generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
+        x = features(generation)
+        if x is None:
+            return {"answer_tokens": float(generation.completion_tokens)}
+        out = dict(zip(FEATURES, x))
+        out["answer_tokens"] = float(generation.completion_tokens)
+        out["perplexity_confidence"] = self.mapping(x)
+        out["perplexity_calibrated"] = 1.0 if self.calibrated else 0.0
+        return out

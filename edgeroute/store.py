@@ -1,0 +1,171 @@
+"""The trace: every routing decision and every piece of feedback, in SQLite (WAL) in the user data directory.
+
+Prompts are stored as a SHA-256 hash only, unless the user opts in (``store_prompts=True``). Each write is one
+transaction; in WAL mode a committed write survives the process being killed. A file that is not a database is
+moved aside (``*.corrupt-<time>``) with a warning and a fresh one is started: nothing is silently overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import platformdirs
+
+from ._constants import APP_NAME, ENV_DATA_DIR, SQLITE_BUSY_TIMEOUT_S, TRACE_DB_NAME
+from ._errors import StoreError, UnknownAnswerError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id            TEXT PRIMARY KEY,
+    created       REAL NOT NULL,          -- unix seconds
+    prompt_hash   TEXT NOT NULL,          -- sha256 of the canonical messages JSON
+    prompt        TEXT,                   -- only with store_prompts=True
+    model         TEXT,                   -- local model fingerprint (sha256)
+    route         TEXT NOT NULL,
+    confidence    REAL,
+    threshold     REAL,
+    signals       TEXT NOT NULL,          -- JSON
+    latency_ms    TEXT NOT NULL,          -- JSON
+    tokens        TEXT NOT NULL,          -- JSON
+    energy        TEXT NOT NULL,          -- JSON
+    reason        TEXT,
+    error         TEXT
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    answer_id     TEXT NOT NULL REFERENCES decisions(id),
+    created       REAL NOT NULL,
+    correct       INTEGER,                -- 1 / 0 / NULL
+    note          TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
+"""
+
+_JSON_COLUMNS = ("signals", "latency_ms", "tokens", "energy")
+
+
+def default_data_dir() -> Path:
+    """``$EDGEROUTE_DATA_DIR`` or the platform's user data directory for edgeroute."""
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_trace_path() -> Path:
+    return default_data_dir() / TRACE_DB_NAME
+
+
+class TraceStore:
+    """Append-only decision log with feedback. Thread-safe; one connection guarded by a lock."""
+
+    def __init__(self, path: Optional[os.PathLike[str] | str] = None) -> None:
+        self.path = Path(path) if path is not None else default_trace_path()
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._open()
+        except OSError as exc:
+            raise StoreError(f"cannot open the trace store {self.path}: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            warnings.warn(
+                f"edgeroute: the trace store {self.path} was unreadable ({exc}); moved it to {aside}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer edgeroute (schema {version})")
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Append one decision. ``row`` has the ``decisions`` columns; JSON columns may be dicts."""
+        values = dict(row)
+        for col in _JSON_COLUMNS:
+            values[col] = json.dumps(values.get(col) or {}, sort_keys=True, allow_nan=False)
+        cols = ", ".join(values)
+        marks = ", ".join(f":{c}" for c in values)
+        self._write(f"INSERT INTO decisions ({cols}) VALUES ({marks})", values)
+
+    def add_feedback(self, answer_id: str, *, correct: Optional[bool], note: Optional[str] = None) -> None:
+        """Store feedback for ``answer_id``; raise ``UnknownAnswerError`` if the trace has no such answer."""
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM decisions WHERE id = ?", (answer_id,)).fetchone() is None:
+                raise UnknownAnswerError(f"no answer with id {answer_id!r} in {self.path}")
+        flag = None if correct is None else int(bool(correct))
+        self._write(
+            "INSERT INTO feedback (answer_id, created, correct, note) VALUES (?, ?, ?, ?)",
+            (answer_id, time.time(), flag, note),
+        )
+
+    def _write(self, sql: str, params: Any) -> None:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"cannot write to the trace store {self.path}: {exc}") from exc
+
+    def get(self, answer_id: str) -> Optional[dict[str, Any]]:
+        """The decision row for ``answer_id`` (JSON columns decoded) with its ``feedback`` list, or None."""
+        with self._lock:
+            cur = self._conn.execute("SELECT * FROM decisions WHERE id = ?", (answer_id,))
+            names = [d[0] for d in cur.description]
+            found = cur.fetchone()
+            if found is None:
+                return None
+            fb = self._conn.execute(
+                "SELECT created, correct, note FROM feedback WHERE answer_id = ? ORDER BY rowid", (answer_id,)
+            ).fetchall()
+        row = dict(zip(names, found))
+        for col in _JSON_COLUMNS:
+            row[col] = json.loads(row[col])
+        row["feedback"] = [
+            {"created": c, "correct": None if v is None else bool(v), "note": n} for c, v, n in fb
+        ]
+        return row
+
+    def ids(self) -> Iterator[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id FROM decisions ORDER BY created, rowid").fetchall()
+        return iter(r[0] for r in rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "TraceStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,131 @@
+"""Test doubles that users of edgeroute need too: a scripted local model and a scripted cloud.
+
+    from edgeroute.testing import MockLocalModel, MockCloud
+    local = MockLocalModel()
+    local.enqueue("Paris", logprobs=[-0.05, -0.01])
+    cloud = MockCloud()
+    cloud.enqueue("Paris is the capital of France.")
+    router = Router(local_model=local, cloud=cloud, trace=False)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Generator, Sequence
+from typing import Optional, Union
+
+import numpy as np
+
+from ._errors import CloudError, GenerationCancelled, PromptTooLongError
+from .cloud.base import CloudAnswer, CloudBackend
+from .local.base import Generation, LocalModel
+from .messages import Message
+
+
+class MockLocalModel(LocalModel):
+    """A local model that replays queued answers (or echoes the last user message when the queue is empty).
+
+    Tokens are whitespace-separated words. ``logprobs`` default to -0.1 per token; entropies to 0.5 nats.
+    ``n_ctx`` bounds the prompt in words, like a real context window.
+    """
+
+    name = "mock-local"
+
+    def __init__(self, *, n_ctx: int = 2048, n_embd: int = 8, token_delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.n_ctx = n_ctx
+        self.n_embd = n_embd
+        self.token_delay_s = token_delay_s
+        self._queue: deque[tuple[str, Optional[list[float]], Optional[list[float]]]] = deque()
+        self.calls: list[list[Message]] = []
+
+    @property
+    def fingerprint(self) -> str:
+        return "mock-local-model"
+
+    def enqueue(
+        self, text: str, *, logprobs: Optional[Sequence[float]] = None, entropies: Optional[Sequence[float]] = None
+    ) -> None:
+        """Queue the next answer; ``logprobs``/``entropies`` (nats), one per whitespace-separated token."""
+        self._queue.append(
+            (text, None if logprobs is None else list(logprobs), None if entropies is None else list(entropies))
+        )
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        cancel: Optional[threading.Event] = None,
+    ) -> Generator[str, None, Generation]:
+        n_prompt = self.count_prompt_tokens(messages)
+        if n_prompt >= self.n_ctx:
+            raise PromptTooLongError(
+                f"the prompt is {n_prompt} tokens; the mock context holds {self.n_ctx}",
+                prompt_tokens=n_prompt,
+                n_ctx=self.n_ctx,
+            )
+        with self.lock:
+            self.calls.append(list(messages))
+            if self._queue:
+                text, lps, ents = self._queue.popleft()
+            else:
+                text, lps, ents = messages[-1]["content"], None, None
+            words = text.split()[:max_tokens]
+            lps = lps if lps is not None else [-0.1] * len(words)
+            ents = ents if ents is not None else [0.5] * len(words)
+            t0 = time.perf_counter()
+            for i, word in enumerate(words):
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled("generation cancelled by the caller")
+                if self.token_delay_s:
+                    time.sleep(self.token_delay_s)
+                yield word if i == 0 else " " + word
+            rng = np.random.default_rng(abs(hash(text)) % (2**32))
+            return Generation(
+                text=" ".join(words),
+                token_ids=list(range(len(words))),
+                token_logprobs=np.asarray(lps[: len(words)], dtype=np.float64),
+                token_entropies=np.asarray(ents[: len(words)], dtype=np.float64),
+                prompt_tokens=n_prompt,
+                prefill_s=0.0,
+                decode_s=time.perf_counter() - t0,
+                finish_reason="length" if len(text.split()) > max_tokens else "stop",
+                prompt_hidden=rng.standard_normal(self.n_embd).astype(np.float32),
+                answer_hidden=rng.standard_normal(self.n_embd).astype(np.float32),
+            )
+
+
+class MockCloud(CloudBackend):
+    """A cloud that replays queued answers or raises queued ``CloudError``s; records every request."""
+
+    name = "mock-cloud"
+
+    def __init__(self, model: str = "mock-cloud-model", *, default: Optional[str] = "cloud answer") -> None:
+        self.model = model
+        self.default = default
+        self._queue: deque[Union[str, CloudError]] = deque()
+        self.requests: list[list[Message]] = []
+
+    def enqueue(self, item: Union[str, CloudError]) -> None:
+        """Queue an answer text, or an error to raise."""
+        self._queue.append(item)
+
+    def complete(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0) -> CloudAnswer:
+        self.requests.append(list(messages))
+        item = self._queue.popleft() if self._queue else self.default
+        if isinstance(item, CloudError):
+            raise item
+        if item is None:
+            raise CloudError("MockCloud has nothing queued")
+        n_in = sum(len(m["content"].split()) for m in messages)
+        return CloudAnswer(item, self.model, n_in, len(item.split()), 0.0, "stop")
+
+
+__all__ = ["MockCloud", "MockLocalModel"]
