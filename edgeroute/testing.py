@@ -77,7 +77,9 @@ class MockLocalModel(LocalModel):
                 text, lps, ents = self._queue.popleft()
             else:
                 text, lps, ents = messages[-1]["content"], None, None
-            words = text.split()[:max_tokens]
+            budget = min(max_tokens, self.n_ctx - n_prompt)
+            all_words = text.split()
+            words = all_words[:budget]
             lps = lps if lps is not None else [-0.1] * len(words)
             ents = ents if ents is not None else [0.5] * len(words)
             t0 = time.perf_counter()
@@ -96,7 +98,8 @@ class MockLocalModel(LocalModel):
                 prompt_tokens=n_prompt,
                 prefill_s=0.0,
                 decode_s=time.perf_counter() - t0,
-                finish_reason="length" if len(text.split()) > max_tokens else "stop",
+                finish_reason="length" if len(all_words) > budget else "stop",
+                truncated=len(all_words) > budget and budget < max_tokens,
                 prompt_hidden=rng.standard_normal(self.n_embd).astype(np.float32),
                 answer_hidden=rng.standard_normal(self.n_embd).astype(np.float32),
             )
