@@ -101,12 +101,14 @@ class Router:
         fields = {**options, "local_only": local_only or base.local_only}
         self.config = base.replace(**fields) if config else RouterConfig.from_kwargs(**fields)
         cfg = self.config
+        owned: list[Any] = []  # parts this Router created, and so closes
         if local_model is None:
             from .local.llama import LlamaCppModel
 
             local_model = LlamaCppModel(
                 cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states
             )
+            owned.append(local_model)
         self.local = local_model
         if cloud is None and cfg.cloud_url and not cfg.local_only:
             cloud = OpenAICompatBackend(
@@ -116,10 +118,15 @@ class Router:
                 connect_timeout_s=cfg.connect_timeout_s,
                 read_timeout_s=cfg.read_timeout_s,
             )
+            owned.append(cloud)
         self.cloud = cloud
         self.policy = policy or ThresholdPolicy(cfg.threshold, cfg.on_unknown)
         self.signals = signals if signals is not None else [PerplexitySignal(model_sha256=self.local.fingerprint)]
-        self.store = store if store is not None else (TraceStore(cfg.trace_path) if cfg.trace else None)
+        if store is None and cfg.trace:
+            store = TraceStore(cfg.trace_path)
+            owned.append(store)
+        self.store = store
+        self._owned = owned
 
     # --- public API -----------------------------------------------------------------------------------------
     def ask(
@@ -193,10 +200,9 @@ class Router:
         self.store.add_feedback(answer_id, correct=correct, note=note)
 
     def close(self) -> None:
-        """Release the model, the cloud client and the trace store."""
-        for part in (self.cloud, self.store, self.local):
-            if part is not None:
-                part.close()
+        """Release what this Router created (model, cloud client, trace store); parts passed in stay open."""
+        while self._owned:
+            self._owned.pop().close()
 
     def __enter__(self) -> "Router":
         return self

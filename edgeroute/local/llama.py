@@ -151,7 +151,8 @@ class LlamaCppModel(LocalModel):
                     f"could not allocate a {n_ctx}-token context for {self.path}; try n_ctx={max(n_ctx // 2, 256)}"
                 ) from exc
             raise ModelCorruptError(f"llama.cpp could not load {self.path}: the file is corrupt or partial") from exc
-        self.n_ctx = self._llama.n_ctx()
+        # llama.cpp may pad its context up; llama_cpp.Llama sizes its token buffer to what was asked for
+        self.n_ctx = min(n_ctx, self._llama.n_ctx())
         self.n_vocab = self._llama.n_vocab()
         self.n_embd = self._llama.n_embd()
         self._ctx = self._llama._ctx.ctx

@@ -1,0 +1,130 @@
+"""The llama.cpp engine on the real default model (SmolLM2-135M-Instruct Q4_1)."""
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from edgeroute import GenerationCancelled, ModelCorruptError, ModelNotFoundError, PromptTooLongError
+from edgeroute.local.llama import LlamaCppModel, _model_params, cpu_has_amx
+from edgeroute.local.resolve import default_model_path
+
+pytestmark = pytest.mark.slow
+
+Q = [{"role": "user", "content": "What is the capital of France?"}]
+Q2 = [{"role": "user", "content": "Name a large animal that lives in the ocean."}]
+
+
+def reference_logprobs(model: LlamaCppModel, messages, n: int):
+    """llama.cpp's own logprobs and full-vocabulary entropies for the first ``n`` greedy tokens (slow path)."""
+    import llama_cpp
+
+    with _model_params(use_extra_bufts=not cpu_has_amx()):
+        ref = llama_cpp.Llama(str(model.path), n_ctx=512, logits_all=True, verbose=False)
+    try:
+        prompt = model.prompt_token_ids(messages)
+        out = ref.create_completion(prompt, max_tokens=n, temperature=0.0, logprobs=1)
+        lp = out["choices"][0]["logprobs"]["token_logprobs"]
+        scores = np.asarray(ref.scores[len(prompt) - 1 : len(prompt) - 1 + n], dtype=np.float64)
+        logp = scores - scores.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        entropy = -(np.exp(logp) * logp).sum(axis=1)
+        return np.asarray(lp, dtype=np.float64), entropy, out["choices"][0]["text"]
+    finally:
+        ref.close()
+
+
+def test_default_model_answers_with_per_token_evidence(real_model):
+    g = real_model.generate([{"role": "user", "content": "What is 2+2?"}], max_tokens=48)
+    assert g.text.strip() and g.completion_tokens > 0
+    assert g.finish_reason == "stop"
+    assert len(g.token_logprobs) == len(g.token_entropies) == g.completion_tokens
+    assert np.all(g.token_logprobs <= 0) and np.all(g.token_entropies >= 0)
+    assert g.prefill_s > 0 and g.decode_s > 0 and g.prompt_tokens > 10
+
+
+def test_logprobs_and_entropies_equal_llama_cpp_reference(real_model):
+    n = 8
+    g = real_model.generate(Q, max_tokens=n)
+    ref_lp, ref_ent, ref_text = reference_logprobs(real_model, Q, n)
+    assert g.text == ref_text
+    np.testing.assert_allclose(g.token_logprobs, ref_lp, atol=2e-3)
+    np.testing.assert_allclose(g.token_entropies, ref_ent, atol=2e-3)
+
+
+def test_hidden_states_have_embedding_size_and_differ_between_prompts(real_model):
+    a = real_model.generate(Q, max_tokens=16)
+    b = real_model.generate(Q2, max_tokens=16)
+    for g in (a, b):
+        assert g.prompt_hidden.shape == g.answer_hidden.shape == (real_model.n_embd,) == (576,)
+        assert np.all(np.isfinite(g.prompt_hidden)) and np.all(np.isfinite(g.answer_hidden))
+        assert not np.allclose(g.prompt_hidden, g.answer_hidden)
+    assert not np.allclose(a.prompt_hidden, b.prompt_hidden)
+    assert not np.allclose(a.answer_hidden, b.answer_hidden)
+
+
+def test_kv_prefix_reuse_A_B_A_equals_a_fresh_context(real_model):
+    fresh = LlamaCppModel(n_ctx=2048)
+    try:
+        expected = fresh.generate(Q, max_tokens=24)
+    finally:
+        fresh.close()
+    real_model.generate(Q, max_tokens=24)
+    real_model.generate(Q2, max_tokens=24)
+    again = real_model.generate(Q, max_tokens=24)
+    assert again.reused_prompt_tokens > 0
+    assert again.text == expected.text
+    np.testing.assert_allclose(again.token_logprobs, expected.token_logprobs, atol=1e-3)
+    np.testing.assert_allclose(again.prompt_hidden, expected.prompt_hidden, atol=1e-3)
+
+
+def test_cancel_mid_generation_releases_the_lock_and_the_next_call_is_correct(real_model):
+    baseline = real_model.generate(Q2, max_tokens=24)
+    cancel = threading.Event()
+    pieces = []
+    gen = real_model.stream([{"role": "user", "content": "Write a long story about a dragon."}], max_tokens=200, cancel=cancel)
+    with pytest.raises(GenerationCancelled):
+        for piece in gen:
+            pieces.append(piece)
+            if len(pieces) == 3:
+                cancel.set()
+    assert len(pieces) == 3 and not real_model.lock.locked()
+    assert real_model.generate(Q2, max_tokens=24).text == baseline.text
+
+
+def test_context_limits_prompt_too_long_and_truncation_flag():
+    small = LlamaCppModel(n_ctx=64)
+    try:
+        with pytest.raises(PromptTooLongError) as err:
+            small.generate([{"role": "user", "content": "hello " * 100}], max_tokens=8)
+        assert err.value.prompt_tokens > 64 and err.value.n_ctx == 64
+        g = small.generate([{"role": "user", "content": "Write a long story about a dragon."}], max_tokens=200)
+        assert g.truncated and g.finish_reason == "length"
+        assert g.prompt_tokens + g.completion_tokens <= 64
+    finally:
+        small.close()
+
+
+def test_missing_corrupt_and_partial_files_raise_naming_the_file(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="nope.gguf"):
+        LlamaCppModel(tmp_path / "nope.gguf")
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"definitely not a model" * 1000)
+    with pytest.raises(ModelCorruptError, match="garbage.gguf"):
+        LlamaCppModel(garbage)
+    partial = tmp_path / "partial.gguf"
+    with open(default_model_path(), "rb") as src:
+        partial.write_bytes(src.read(2_000_000))
+    with pytest.raises(ModelCorruptError, match="partial.gguf"):
+        LlamaCppModel(partial)
+
+
+def test_model_found_by_name_in_the_user_model_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEROUTE_MODEL_DIR", str(tmp_path))
+    shutil.copy(default_model_path(), tmp_path / "mine.gguf")
+    m = LlamaCppModel("mine", n_ctx=256)
+    try:
+        assert m.path == tmp_path / "mine.gguf" and m.generate(Q, max_tokens=4).completion_tokens > 0
+    finally:
+        m.close()

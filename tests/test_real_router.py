@@ -1,0 +1,85 @@
+"""The Router, the CLI and concurrency on the real default model."""
+
+import json
+import threading
+
+import pytest
+
+from conftest import run_cli
+from edgeroute import Router
+
+pytestmark = pytest.mark.slow
+
+ANSWER_KEYS = {"id", "text", "route", "confidence", "signals", "threshold", "latency_ms", "tokens", "energy"}
+PROMPTS = [f"What is {a} + {b}?" for a, b in [(2, 2), (3, 5), (10, 7), (6, 6)]] + [
+    "What is the capital of Italy?", "Name a colour of the rainbow.", "What is the opposite of hot?",
+    "Spell the word cat backwards.", "How many legs does a spider have?", "What is the chemical symbol of gold?",
+]
+
+
+def test_local_answer_has_every_documented_field(real_model, tmp_path):
+    router = Router(local_only=True, local_model=real_model, trace_path=str(tmp_path / "t.db"))
+    a = router.ask("What is 2+2?", max_tokens=32)
+    d = json.loads(a.to_json())
+    assert ANSWER_KEYS <= set(d)
+    assert a.route == "local" and a.text.strip()
+    assert 0.0 <= a.confidence <= 1.0
+    assert {"mean_nll", "max_nll", "mean_entropy", "answer_tokens", "perplexity_confidence"} <= set(a.signals)
+    assert {"prefill", "decode", "signals", "total"} <= set(a.latency_ms)
+    assert a.tokens["prompt"] > 0 and a.tokens["completion"] > 0
+    assert d["energy"]["joules"] is None and d["energy"]["method"] == "unmeasured"
+    row = router.store.get(a.id)
+    assert row["route"] == "local" and row["model"] == real_model.fingerprint
+
+
+def test_stream_text_equals_ask_text(real_model):
+    router = Router(local_only=True, local_model=real_model, trace=False)
+    expected = router.ask("Name three fruits.", max_tokens=32).text
+    stream = router.stream("Name three fruits.", max_tokens=32)
+    tokens = [e.text for e in stream if e.type == "token"]
+    assert len(tokens) > 3 and "".join(tokens) == expected == stream.answer.text
+
+
+def test_four_threads_ten_calls_each_match_single_threaded_answers(real_model):
+    router = Router(local_only=True, local_model=real_model, trace=False)
+    expected = {p: router.ask(p, max_tokens=24).text for p in PROMPTS}
+    results, errors = [], []
+
+    def worker(k):
+        try:
+            for i in range(10):
+                p = PROMPTS[(k * 3 + i) % len(PROMPTS)]
+                results.append((p, router.ask(p, max_tokens=24).text))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors and len(results) == 40
+    assert all(text == expected[p] for p, text in results)
+
+
+def test_cli_ask_json_local_only():
+    proc = run_cli("ask", "What is 2+2?", "--local-only", "--json", "--max-tokens", "32")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert ANSWER_KEYS <= set(d) and d["route"] == "local" and d["text"].strip()
+
+
+def test_cli_ask_prints_answer_and_a_status_line():
+    proc = run_cli("ask", "What is the capital of France?", "--local-only", "--max-tokens", "24")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert "[local" in proc.stderr and "confidence" in proc.stderr and "ms" in proc.stderr and "energy" in proc.stderr
+
+
+def test_cli_reports_typed_errors_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"junk" * 100)
+    proc = run_cli("ask", "hi", "--model", str(bad), "--local-only")
+    assert proc.returncode == 2 and "ModelCorruptError" in proc.stderr and "bad.gguf" in proc.stderr
+    proc = run_cli("ask", "   ", "--local-only")
+    assert proc.returncode == 2 and "EmptyPromptError" in proc.stderr
