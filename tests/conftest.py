@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,7 @@ class LlamaServer:
         self.model_path = default_model_path()
         self._amx = cpu_has_amx()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
 
     def start(self, timeout_s: float = 60.0) -> None:
         # The server process gets the same AMX guard as the engine (see LlamaCppModel.extra_buffers).
@@ -63,14 +65,15 @@ class LlamaServer:
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, "--model", str(self.model_path), "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_ctx", "2048", "--model_alias", "stand-in-cloud"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+             "--port", str(self.port), "--n_ctx", "2048", "--model_alias", "stand-in-cloud", "--verbose", "False"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self._log.seek(0)
+                err = self._log.read().decode(errors="replace")
                 raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}: {err[-2000:]}")
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:

@@ -128,3 +128,28 @@ def test_model_found_by_name_in_the_user_model_dir(tmp_path, monkeypatch):
         assert m.path == tmp_path / "mine.gguf" and m.generate(Q, max_tokens=4).completion_tokens > 0
     finally:
         m.close()
+
+
+def test_without_hidden_states_answers_equal_llama_cpp_create_chat_completion():
+    import llama_cpp
+
+    model = LlamaCppModel(hidden_states=False)
+    with _model_params(use_extra_bufts=not cpu_has_amx()):
+        raw = llama_cpp.Llama(str(model.path), n_ctx=2048, verbose=False)
+    try:
+        for prompt in ["What language is spoken in Brazil?", "What is 9 times 8?", "Name three fruits."]:
+            msgs = [{"role": "user", "content": prompt}]
+            expected = raw.create_chat_completion(msgs, max_tokens=40, temperature=0.0)["choices"][0]["message"]
+            g = model.generate(msgs, max_tokens=40)
+            assert g.text.strip() == expected["content"].strip()
+            assert g.prompt_hidden is None
+    finally:
+        raw.close()
+        model.close()
+
+
+def test_context_too_large_to_allocate_is_a_typed_error_with_a_suggested_size():
+    from edgeroute import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="try n_ctx=2048"):
+        LlamaCppModel(n_ctx=2**28)

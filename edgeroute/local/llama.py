@@ -147,8 +147,9 @@ class LlamaCppModel(LocalModel):
                 )
         except ValueError as exc:
             if "context" in str(exc).lower():
+                hint = DEFAULT_N_CTX_TOKENS if n_ctx > DEFAULT_N_CTX_TOKENS else max(n_ctx // 2, 256)
                 raise ModelLoadError(
-                    f"could not allocate a {n_ctx}-token context for {self.path}; try n_ctx={max(n_ctx // 2, 256)}"
+                    f"could not allocate a {n_ctx}-token context for {self.path}; try n_ctx={hint}"
                 ) from exc
             raise ModelCorruptError(f"llama.cpp could not load {self.path}: the file is corrupt or partial") from exc
         # llama.cpp may pad its context up; llama_cpp.Llama sizes its token buffer to what was asked for
@@ -246,13 +247,17 @@ class LlamaCppModel(LocalModel):
             embeddings_on = False
             try:
                 reused = self._reuse_prefix(tokens)
-                body, last = tokens[reused:-1], tokens[-1:]
-                if body:
-                    llama.eval(body)
                 if self.hidden_states:
+                    # The last prompt token gets its own decode with embeddings on; in the batch, llama.cpp would
+                    # output (and run the vocabulary projection for) every prompt token. Its single-token kernel
+                    # rounds slightly differently, so greedy answers can differ from llama.cpp's at near-ties.
+                    if len(tokens) - 1 > reused:
+                        llama.eval(tokens[reused:-1])
                     lc.llama_set_embeddings(ctx, True)
                     embeddings_on = True
-                llama.eval(last)
+                    llama.eval(tokens[-1:])
+                else:
+                    llama.eval(tokens[reused:])
                 prompt_hidden = self._hidden() if embeddings_on else None
                 t1 = time.perf_counter()
 
