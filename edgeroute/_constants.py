@@ -28,8 +28,6 @@ MIN_ANSWER_ROOM_TOKENS = 16
 # --- signals and policy ----------------------------------------------------------------------------------------
 #: Escalate to the cloud when confidence (estimated P(local answer correct)) is below this.
 DEFAULT_THRESHOLD = 0.5
-#: Confidence used when no signal could be computed (zero tokens generated): the policy decides on it.
-UNKNOWN_CONFIDENCE = None
 
 # --- cloud -----------------------------------------------------------------------------------------------------
 ENV_CLOUD_URL = "EDGEROUTE_CLOUD_URL"

@@ -14,7 +14,6 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
     │   └── ModelLoadError           llama.cpp refused it for another reason (e.g. a context too large to allocate)
     ├── GenerationCancelled          the caller cancelled a generation
     ├── CloudError                   the cloud could not answer (the router degrades to the local answer)
-    │   ├── CloudNotConfiguredError  no base URL configured
     │   ├── CloudUnreachableError    DNS failure, connection refused, TLS failure
     │   ├── CloudTimeoutError        connect or read timeout
     │   ├── CloudHTTPError           a non-2xx status; ``status_code`` says which
@@ -78,10 +77,6 @@ class GenerationCancelled(EdgeRouteError):
 
 class CloudError(EdgeRouteError):
     """The cloud could not answer."""
-
-
-class CloudNotConfiguredError(CloudError):
-    """No cloud endpoint is configured."""
 
 
 class CloudUnreachableError(CloudError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ class _Work:
     flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     confidence: Optional[float] = None
+    error: Optional[str] = None
 
 
 class AnswerStream:
@@ -235,7 +237,9 @@ class Router:
             work.flags.append("prompt_too_long")
             work.tokens["prompt"] = exc.prompt_tokens
             if block is not None:
-                raise PromptTooLongError(f"{exc}; cannot escalate: {block[1]}", **vars(exc)) from None
+                raise PromptTooLongError(
+                    f"{exc}; cannot escalate: {block[1]}", prompt_tokens=exc.prompt_tokens, n_ctx=exc.n_ctx
+                ) from None
             decision = Decision(True, str(exc))
 
         text = generation.text if generation is not None else ""
@@ -259,7 +263,8 @@ class Router:
                             prompt_tokens=work.tokens["prompt"],
                             n_ctx=self.local.n_ctx,
                         ) from exc
-                    route, reason = "local-offline", f"{decision.reason}; cloud failed: {type(exc).__name__}: {exc}"
+                    work.error = f"{type(exc).__name__}: {exc}"
+                    route, reason = "local-offline", f"{decision.reason}; cloud failed: {work.error}"
                     work.flags += ["low_confidence", "offline"]
                 else:
                     route, text, cloud_model = "cloud", reply.text, reply.model
@@ -336,8 +341,6 @@ class Router:
     def _trace(self, work: _Work, answer: Answer) -> None:
         if self.store is None:
             return
-        import json
-
         row = {
             "id": answer.id,
             "created": answer.created,
@@ -352,7 +355,7 @@ class Router:
             "tokens": answer.tokens,
             "energy": answer.energy.to_dict(),
             "reason": answer.reason,
-            "error": None,
+            "error": work.error,
         }
         try:
             self.store.record(row)

@@ -89,4 +89,4 @@ def test_router_degrades_on_a_malformed_200_and_says_why(tmp_path):
     a = router.ask("question?")
     assert a.route == "local-offline" and "CloudResponseError" in a.reason and len(sent) == 1
     row = router.store.get(a.id)
-    assert "sk-" not in str(row)
+    assert "sk-" not in str(row) and row["error"].startswith("CloudResponseError")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -37,7 +37,6 @@ class Generation:
     truncated: bool = False
     #: Prompt tokens reused from the previous call's KV cache (not re-evaluated).
     reused_prompt_tokens: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def completion_tokens(self) -> int:
