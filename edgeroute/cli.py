@@ -31,10 +31,8 @@ def status_line(answer: Answer) -> str:
         toks += f", {answer.tokens.get('cloud_prompt', 0)}+{answer.tokens['cloud_completion']} cloud"
     e = answer.energy
     energy = f"{e.joules:.3f} J {e.method} ({e.source})" if e.joules is not None else "energy unmeasured"
-    line = f"[{answer.route} · confidence {conf}{thr} · {answer.latency_ms.get('total', 0.0):.0f} ms · {toks} tokens · {energy}]"
-    if answer.route != "local" or "low_confidence" in answer.flags:
-        line += f"\n[{answer.reason}]"
-    return line
+    why = f" · {answer.reason}" if answer.route != "local" or "low_confidence" in answer.flags else ""
+    return f"[{answer.route} · confidence {conf}{thr} · {answer.latency_ms.get('total', 0.0):.0f} ms · {toks} tokens · {energy}{why}]"
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
