@@ -18,7 +18,7 @@ from .cloud.base import CloudAnswer, CloudBackend
 from .cloud.openai_compat import OpenAICompatBackend
 from .config import RouterConfig
 from .energy.base import EnergyReading
-from .local.base import Generation, LocalModel
+from .local.base import Generation, LocalModel, drain
 from .messages import Message, PromptLike, normalize, prompt_hash
 from .policy.base import Decision, Policy
 from .policy.threshold import ThresholdPolicy
@@ -140,12 +140,7 @@ class Router:
         cancel: Optional[threading.Event] = None,
     ) -> Answer:
         """Answer ``prompt`` (a string or chat messages). ``private=True`` keeps it on the device."""
-        events = self._pipeline(prompt, max_tokens=max_tokens, private=private, cancel=cancel)
-        while True:
-            try:
-                next(events)
-            except StopIteration as stop:
-                return stop.value
+        return drain(self._pipeline(prompt, max_tokens=max_tokens, private=private, cancel=cancel))
 
     def stream(
         self,

@@ -6,11 +6,23 @@ import abc
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, TypeVar
 
 import numpy as np
 
 from ..messages import Message
+
+
+T = TypeVar("T")
+
+
+def drain(gen: Generator[object, None, T]) -> T:
+    """Run ``gen`` to the end, discarding what it yields, and return its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
 
 
 @dataclass
@@ -89,12 +101,7 @@ class LocalModel(abc.ABC):
         cancel: Optional[threading.Event] = None,
     ) -> Generation:
         """Run ``stream`` to completion and return the ``Generation``."""
-        gen = self.stream(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return drain(self.stream(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel))
 
     def close(self) -> None:
         """Free native resources. Idempotent."""
