@@ -90,8 +90,9 @@ class _StepStats:
         self._z = np.empty(n_vocab, dtype=np.float32)
         self._e = np.empty(n_vocab, dtype=np.float32)
 
-    def __call__(self, logits: np.ndarray, token: int) -> tuple[float, float]:
-        z = np.subtract(logits, logits.max(), out=self._z)
+    def __call__(self, logits: np.ndarray, token: int, top: float) -> tuple[float, float]:
+        """``top`` is ``logits.max()`` (the caller has it already when decoding greedily)."""
+        z = np.subtract(logits, top, out=self._z)
         e = np.exp(z, out=self._e)
         s = float(e.sum(dtype=np.float64))
         log_s = float(np.log(s))
@@ -273,10 +274,12 @@ class LlamaCppModel(LocalModel):
                     logits = self._logits()
                     if rng is None:
                         token = int(logits.argmax())
+                        top = float(logits[token])
                     else:
-                        p = np.exp((logits - logits.max()) / temperature, dtype=np.float64)
+                        top = float(logits.max())
+                        p = np.exp((logits - top) / temperature, dtype=np.float64)
                         token = int(rng.choice(self.n_vocab, p=p / p.sum()))
-                    logprob, entropy = self._stats(logits, token)
+                    logprob, entropy = self._stats(logits, token, top)
                     if lc.llama_vocab_is_eog(self._vocab, token):
                         finish = "stop"
                         break
