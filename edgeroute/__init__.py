@@ -16,6 +16,7 @@ from ._errors import (
     ConfigError,
     EdgeRouteError,
     EmptyPromptError,
+    EnergyError,
     GenerationCancelled,
     InputError,
     InvalidPromptError,
@@ -30,7 +31,7 @@ from ._errors import (
 from .answer import Answer, StreamEvent
 from .cloud import CloudAnswer, CloudBackend, OpenAICompatBackend
 from .config import RouterConfig
-from .energy import EnergyReading
+from .energy import EnergyMeter, EnergyMonitor, EnergyReading, QueryEnergy
 from .local import Generation, LlamaCppModel, LocalModel
 from .policy import Decision, Policy, ThresholdPolicy
 from .router import AnswerStream, Router
@@ -54,6 +55,9 @@ __all__ = [
     "Decision",
     "EdgeRouteError",
     "EmptyPromptError",
+    "EnergyError",
+    "EnergyMeter",
+    "EnergyMonitor",
     "EnergyReading",
     "Generation",
     "GenerationCancelled",
@@ -69,6 +73,7 @@ __all__ = [
     "PerplexitySignal",
     "Policy",
     "PromptTooLongError",
+    "QueryEnergy",
     "Router",
     "RouterConfig",
     "Signal",

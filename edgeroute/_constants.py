@@ -1,6 +1,6 @@
 """Every default of edgeroute, in one place.
 
-Units are in the names: ``_S`` seconds, ``_MS`` milliseconds, ``_TOKENS`` tokens.
+Units are in the names: ``_S`` seconds, ``_MS`` milliseconds, ``_TOKENS`` tokens, ``_W`` watts, ``_J`` joules.
 """
 
 from __future__ import annotations
@@ -45,3 +45,25 @@ TRACE_DB_NAME = "traces.sqlite3"
 SQLITE_BUSY_TIMEOUT_S = 10.0
 ENV_DATA_DIR = "EDGEROUTE_DATA_DIR"
 ENV_MODEL_DIR = "EDGEROUTE_MODEL_DIR"
+
+# --- energy ----------------------------------------------------------------------------------------------------
+#: Root of Linux's powercap tree (RAPL counters).
+POWERCAP_ROOT = "/sys/class/powercap"
+#: Root of Linux's power-supply tree (batteries).
+POWER_SUPPLY_ROOT = "/sys/class/power_supply"
+#: Root of procfs (system-wide CPU time, CPU model name).
+PROC_ROOT = "/proc"
+#: Per busy core, watts, when the CPU model is not in the estimate's table (a mid-range laptop/desktop core).
+DEFAULT_WATTS_PER_CORE_W = 5.0
+#: Relative uncertainty of that default (the table's entries state their own).
+DEFAULT_WATTS_PER_CORE_UNCERTAINTY = 0.6
+#: Relative uncertainty of RAPL / EMI counters (modelled on older CPUs, measured on newer ones).
+COUNTER_UNCERTAINTY = 0.1
+#: NVML's energy counter is updated about this often, seconds; shorter windows integrate power samples instead.
+NVML_MIN_WINDOW_S = 0.1
+#: Relative uncertainty of a battery fuel gauge reading (coarse steps, averaged voltage).
+BATTERY_UNCERTAINTY = 0.25
+#: Relative uncertainty of a power sample integrated over a window (two samples, linear interpolation).
+POWER_INTEGRATED_UNCERTAINTY = 0.3
+#: Seconds ``edgeroute energy --idle`` samples the idle device by default.
+DEFAULT_IDLE_SAMPLE_S = 2.0

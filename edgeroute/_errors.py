@@ -19,6 +19,8 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
     │   ├── CloudHTTPError           a non-2xx status; ``status_code`` says which
     │   │   └── CloudAuthError       401 / 403
     │   └── CloudResponseError       a 2xx whose body is not a chat completion
+    ├── EnergyError                  a meter cannot give a valid reading (absent, permission denied, bad window);
+    │                                the Router falls back to another meter or the estimate and says so
     ├── StoreError                   the trace store cannot be read or written
     └── UnknownAnswerError           feedback for an answer id the trace does not hold
 """
@@ -101,6 +103,10 @@ class CloudAuthError(CloudHTTPError):
 
 class CloudResponseError(CloudError):
     """A 2xx answer whose body is not a valid chat completion."""
+
+
+class EnergyError(EdgeRouteError):
+    """An energy meter is unavailable or a window's reading is invalid; the message says why."""
 
 
 class StoreError(EdgeRouteError):

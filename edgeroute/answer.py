@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from .energy.base import EnergyReading
+from .energy.base import QueryEnergy
 
 Route = Literal["local", "cloud", "local-offline"]
 
@@ -19,6 +19,8 @@ class Answer:
     or ``local-offline`` (escalation was wanted but the cloud was not configured or not reachable; ``reason`` says
     which). ``confidence`` is the estimated P(local answer correct) in [0, 1], or None when unknown.
     ``latency_ms`` holds per-stage milliseconds and ``total``; ``tokens`` holds token counts per side.
+    ``energy`` is the device-side energy in joules with its method (``measured`` or ``estimated``, and from what),
+    split into the local generation and the wait for the cloud, plus joules per local output token.
     ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``offline``, ``prompt_too_long``.
     """
 
@@ -30,7 +32,7 @@ class Answer:
     threshold: Optional[float]
     latency_ms: dict[str, float]
     tokens: dict[str, int]
-    energy: EnergyReading
+    energy: QueryEnergy
     reason: str = ""
     flags: list[str] = field(default_factory=list)
     model: str = ""

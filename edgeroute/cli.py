@@ -30,7 +30,12 @@ def status_line(answer: Answer) -> str:
     if answer.tokens.get("cloud_completion"):
         toks += f", {answer.tokens.get('cloud_prompt', 0)}+{answer.tokens['cloud_completion']} cloud"
     e = answer.energy
-    energy = f"{e.joules:.3f} J {e.method} ({e.source})" if e.joules is not None else "energy unmeasured"
+    if e.joules is None:
+        energy = f"energy unmeasured ({e.reason})"
+    else:
+        how = e.source if e.method == "estimated" else f"{e.method}, {e.source}"
+        per_token = f", {e.joules_per_token:.3f} J/token" if e.joules_per_token is not None else ""
+        energy = f"energy {e.joules:.2f} J {e.kind} ({how}{per_token})"
     why = f" · {answer.reason}" if answer.route != "local" or "low_confidence" in answer.flags else ""
     return f"[{answer.route} · confidence {conf}{thr} · {answer.latency_ms.get('total', 0.0):.0f} ms · {toks} tokens · {energy}{why}]"
 
@@ -81,6 +86,36 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_energy(args: argparse.Namespace) -> int:
+    from .energy import build_monitor, probe_backends
+
+    backends = probe_backends()
+    monitor = build_monitor(args.meters.split(",") if args.meters else None, gpu=args.gpu)
+    selected = [m.name for m in monitor.cpu_meters[:1] + monitor.additive] or ["estimate"]
+    report: dict[str, Any] = {"backends": [b.to_dict() for b in backends], "selected": selected}
+    if args.idle:
+        try:
+            idle = monitor.measure_idle(args.idle)
+            report["idle"] = {"watts": (idle.joules or 0.0) / (idle.window_s or args.idle), **idle.to_dict()}
+        except EdgeRouteError as exc:
+            report["idle"] = {"watts": None, "reason": str(exc)}
+    monitor.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for b in backends:
+        mark = "found   " if b.available else "rejected"
+        print(f"{mark} {b.name:<9} {b.method:<16} {b.reason}")
+    if monitor.meters:
+        print(f"per-query energy: measured by {' + '.join(selected)}; estimated when a reading fails")
+    else:
+        print("per-query energy: estimated (no meter measures on this machine)")
+    if "idle" in report:
+        idle_w = report["idle"]["watts"]
+        print(f"idle power: {idle_w:.2f} W" if idle_w is not None else f"idle power: not measurable ({report['idle']['reason']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeroute", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="interactive chat on stdin")
     routing_args(chat)
     chat.set_defaults(func=_cmd_chat)
+
+    energy = sub.add_parser("energy", help="which energy meters work here, and why the others do not")
+    energy.add_argument("--json", action="store_true", help='print {"backends": [...], "selected": [...]}')
+    energy.add_argument("--meters", help="comma-separated backends to restrict to, e.g. rapl,battery")
+    energy.add_argument("--gpu", action="store_true", help="include GPU meters (NVML)")
+    energy.add_argument(
+        "--idle", type=float, metavar="SECONDS", help="also measure the idle power over SECONDS (needs a real meter)"
+    )
+    energy.set_defaults(func=_cmd_energy)
     return parser
 
 

@@ -15,7 +15,9 @@ from ._errors import ConfigError
 class RouterConfig:
     """Everything a Router can be told. Times in seconds, lengths in tokens, probabilities in [0, 1].
 
-    ``cloud_url`` / ``cloud_model`` default to ``$EDGEROUTE_CLOUD_URL`` / ``$EDGEROUTE_CLOUD_MODEL``; the API key
+    ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
+    ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
+    the estimate's table. ``cloud_url`` / ``cloud_model`` default to ``$EDGEROUTE_CLOUD_URL`` / ``$EDGEROUTE_CLOUD_MODEL``; the API key
     is read only from the environment variable named by ``cloud_api_key_env``.
     """
 
@@ -36,12 +38,19 @@ class RouterConfig:
     trace: bool = True
     trace_path: Optional[str] = None
     store_prompts: bool = False
+    energy: bool = True
+    energy_meters: Optional[tuple[str, ...]] = None
+    energy_idle_w: Optional[float] = None
+    watts_per_core: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.cloud_url is None and os.environ.get(C.ENV_CLOUD_URL):
             object.__setattr__(self, "cloud_url", os.environ[C.ENV_CLOUD_URL])
         if self.cloud_model is None:
             object.__setattr__(self, "cloud_model", os.environ.get(C.ENV_CLOUD_MODEL) or C.DEFAULT_CLOUD_MODEL)
+        if self.energy_meters is not None and not isinstance(self.energy_meters, tuple):
+            meters = self.energy_meters
+            object.__setattr__(self, "energy_meters", (meters,) if isinstance(meters, str) else tuple(meters))
         checks = [
             (self.n_ctx >= 64, f"n_ctx must be >= 64 tokens, got {self.n_ctx}"),
             (self.n_threads is None or self.n_threads >= 1, f"n_threads must be >= 1, got {self.n_threads}"),
@@ -51,6 +60,14 @@ class RouterConfig:
             (self.on_unknown in ("escalate", "accept"), f"on_unknown must be 'escalate' or 'accept'"),
             (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
+            (
+                self.energy_idle_w is None or self.energy_idle_w >= 0,
+                f"energy_idle_w must be >= 0 watts, got {self.energy_idle_w}",
+            ),
+            (
+                self.watts_per_core is None or self.watts_per_core > 0,
+                f"watts_per_core must be > 0 watts, got {self.watts_per_core}",
+            ),
             (
                 self.cloud_url is None or self.cloud_url.startswith(("http://", "https://")),
                 f"cloud_url must start with http:// or https://, got {self.cloud_url!r}",

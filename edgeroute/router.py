@@ -17,7 +17,10 @@ from .answer import Answer, Route, StreamEvent
 from .cloud.base import CloudAnswer, CloudBackend
 from .cloud.openai_compat import OpenAICompatBackend
 from .config import RouterConfig
-from .energy.base import EnergyReading
+from .energy.base import EnergyReading, QueryEnergy
+from .energy.cputime import CpuScope
+from .energy.detect import build_monitor
+from .energy.monitor import EnergyMonitor, EnergyWindow
 from .local.base import Generation, LocalModel, drain
 from .messages import Message, PromptLike, normalize, prompt_hash
 from .policy.base import Decision, Policy
@@ -28,7 +31,7 @@ from .store import TraceStore
 
 log = logging.getLogger("edgeroute")
 
-_NO_METER = "no energy meter is configured in this version of edgeroute"
+_ENERGY_OFF = "energy metering disabled (energy=False)"
 
 
 @dataclass
@@ -48,6 +51,8 @@ class _Work:
     warnings: list[str] = field(default_factory=list)
     confidence: Optional[float] = None
     error: Optional[str] = None
+    energy_local: Optional[EnergyReading] = None
+    energy_cloud: Optional[EnergyReading] = None
 
 
 class AnswerStream:
@@ -83,8 +88,9 @@ class Router:
     """Answers on the device first and escalates to the cloud only when the local answer looks wrong.
 
     ``Router(local_only=True)`` never calls the cloud. Any ``RouterConfig`` field can be passed as a keyword.
-    ``local_model``, ``cloud``, ``policy`` and ``store`` replace the built-in parts (e.g. with ``edgeroute.testing``
-    doubles). Thread-safe: concurrent callers share one model, whose generations are serialised.
+    ``local_model``, ``cloud``, ``policy``, ``store`` and ``energy_monitor`` replace the built-in parts (e.g. with
+    ``edgeroute.testing`` doubles). Thread-safe: concurrent callers share one model, whose generations are
+    serialised; each answer's energy covers its own generation and its own wait for the cloud.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class Router:
         policy: Optional[Policy] = None,
         store: Optional[TraceStore] = None,
         signals: Optional[list[Signal]] = None,
+        energy_monitor: Optional[EnergyMonitor] = None,
         **options: Any,
     ) -> None:
         base = config or RouterConfig()
@@ -128,6 +135,18 @@ class Router:
             store = TraceStore(cfg.trace_path)
             owned.append(store)
         self.store = store
+        if energy_monitor is None and cfg.energy:
+            energy_monitor = build_monitor(
+                cfg.energy_meters,
+                gpu=self.local.uses_gpu,
+                idle_w=cfg.energy_idle_w,
+                watts_per_core=cfg.watts_per_core,
+            )
+            owned.append(energy_monitor)
+        self.energy = energy_monitor
+        #: Local generations run one at a time (the model has one context); energy windows open inside this gate
+        #: so a query waiting for the model is not charged for another query's compute.
+        self._local_gate = threading.Lock()
         self._owned = owned
 
     # --- public API -----------------------------------------------------------------------------------------
@@ -277,7 +296,11 @@ class Router:
             threshold=self.policy.threshold,
             latency_ms=work.latency_ms,
             tokens=work.tokens,
-            energy=EnergyReading.unmeasured(_NO_METER, window_s=work.latency_ms["total"] / 1000.0),
+            energy=QueryEnergy(
+                local=work.energy_local or EnergyReading.unmeasured(_ENERGY_OFF),
+                cloud_wait=work.energy_cloud,
+                local_tokens=work.tokens["completion"],
+            ),
             reason=reason,
             flags=work.flags,
             model=self.local.name,
@@ -289,22 +312,33 @@ class Router:
         yield StreamEvent("done", answer=answer)
         return answer
 
+    def _energy_begin(self, cpu: CpuScope) -> Optional[EnergyWindow]:
+        return self.energy.begin(cpu) if self.energy is not None else None
+
+    def _energy_end(self, window: Optional[EnergyWindow]) -> EnergyReading:
+        if self.energy is None or window is None:
+            return EnergyReading.unmeasured(_ENERGY_OFF)
+        return self.energy.end(window)
+
     def _generate_local(
         self, work: _Work, cancel: Optional[threading.Event]
     ) -> Generator[StreamEvent, None, Generation]:
-        stream = self.local.stream(
-            work.messages, max_tokens=work.max_tokens, temperature=self.config.temperature, cancel=cancel
-        )
-        try:
-            while True:
-                try:
-                    piece = next(stream)
-                except StopIteration as stop:
-                    generation: Generation = stop.value
-                    break
-                yield StreamEvent("token", text=piece, source="local")
-        finally:
-            stream.close()
+        with self._local_gate:
+            window = self._energy_begin("process")
+            stream = self.local.stream(
+                work.messages, max_tokens=work.max_tokens, temperature=self.config.temperature, cancel=cancel
+            )
+            try:
+                while True:
+                    try:
+                        piece = next(stream)
+                    except StopIteration as stop:
+                        generation: Generation = stop.value
+                        break
+                    yield StreamEvent("token", text=piece, source="local")
+            finally:
+                stream.close()
+                work.energy_local = self._energy_end(window)
         work.latency_ms["prefill"] = generation.prefill_s * 1000.0
         work.latency_ms["decode"] = generation.decode_s * 1000.0
         work.tokens["prompt"] = generation.prompt_tokens
@@ -325,10 +359,12 @@ class Router:
     def _ask_cloud(self, work: _Work) -> CloudAnswer:
         assert self.cloud is not None
         t = time.perf_counter()
+        window = self._energy_begin("thread")
         try:
             reply = self.cloud.complete(work.messages, max_tokens=work.max_tokens, temperature=self.config.temperature)
         finally:
             work.latency_ms["cloud"] = (time.perf_counter() - t) * 1000.0
+            work.energy_cloud = self._energy_end(window)
         work.tokens["cloud_prompt"] = reply.prompt_tokens
         work.tokens["cloud_completion"] = reply.completion_tokens
         return reply
@@ -349,6 +385,8 @@ class Router:
             "latency_ms": answer.latency_ms,
             "tokens": answer.tokens,
             "energy": answer.energy.to_dict(),
+            "joules": answer.energy.joules,
+            "energy_method": answer.energy.method,
             "reason": answer.reason,
             "error": work.error,
         }

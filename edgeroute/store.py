@@ -22,7 +22,7 @@ import platformdirs
 from ._constants import APP_NAME, ENV_DATA_DIR, SQLITE_BUSY_TIMEOUT_S, TRACE_DB_NAME
 from ._errors import StoreError, UnknownAnswerError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -37,9 +37,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     signals       TEXT NOT NULL,          -- JSON
     latency_ms    TEXT NOT NULL,          -- JSON
     tokens        TEXT NOT NULL,          -- JSON
-    energy        TEXT NOT NULL,          -- JSON
+    energy        TEXT NOT NULL,          -- JSON: total, local and cloud_wait parts, each with its method
     reason        TEXT,
-    error         TEXT
+    error         TEXT,
+    joules        REAL,                   -- device-side total, J (NULL when unmeasured)
+    energy_method TEXT                    -- counter / power_integrated / os_model / estimated / unmeasured
 );
 CREATE TABLE IF NOT EXISTS feedback (
     answer_id     TEXT NOT NULL REFERENCES decisions(id),
@@ -51,6 +53,9 @@ CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
 """
 
 _JSON_COLUMNS = ("signals", "latency_ms", "tokens", "energy")
+
+#: Columns added after schema 1, as ``ALTER TABLE`` clauses, so older trace files are upgraded in place.
+_MIGRATIONS = {2: ("ADD COLUMN joules REAL", "ADD COLUMN energy_method TEXT")}
 
 
 def default_data_dir() -> Path:
@@ -99,11 +104,28 @@ class TraceStore:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} was written by a newer edgeroute (schema {version})")
             conn.executescript(_SCHEMA)
+            if 0 < version < SCHEMA_VERSION:
+                self._migrate(conn, version)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        """Bring a schema-``version`` file up to date in one transaction."""
+        have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for clause in _MIGRATIONS.get(v, ()):
+                    if clause.split()[2] not in have:
+                        conn.execute(f"ALTER TABLE decisions {clause}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def record(self, row: dict[str, Any]) -> None:
         """Append one decision. ``row`` has the ``decisions`` columns; JSON columns may be dicts."""

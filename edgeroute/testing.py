@@ -1,4 +1,4 @@
-"""Test doubles that users of edgeroute need too: a scripted local model and a scripted cloud.
+"""Test doubles that users of edgeroute need too: a scripted local model, a scripted cloud, a replayed energy meter.
 
     from edgeroute.testing import MockLocalModel, MockCloud
     local = MockLocalModel()
@@ -6,6 +6,9 @@
     cloud = MockCloud()
     cloud.enqueue("Paris is the capital of France.")
     router = Router(local_model=local, cloud=cloud, trace=False)
+
+    meter = ReplayEnergyMeter([0.0, 2.5])            # cumulative joules, one value per sample
+    router = Router(local_model=local, energy_monitor=EnergyMonitor([meter]), trace=False)
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ._errors import CloudError, GenerationCancelled, PromptTooLongError
+from ._errors import CloudError, EnergyError, GenerationCancelled, PromptTooLongError
 from .cloud.base import CloudAnswer, CloudBackend
+from .energy.base import EnergyMeter, EnergyReading, Sample, window_seconds
 from .local.base import Generation, LocalModel
 from .messages import Message
 
@@ -131,4 +135,55 @@ class MockCloud(CloudBackend):
         return CloudAnswer(item, self.model, n_in, len(item.split()), 0.0, "stop")
 
 
-__all__ = ["MockCloud", "MockLocalModel"]
+class ReplayEnergyMeter(EnergyMeter):
+    """A meter that replays cumulative energy values (joules), one per ``sample()``, repeating the last one.
+
+    An ``EnergyError`` in the list is raised by the sample that reaches it (a meter that fails mid-run).
+    ``times_s`` (optional, same length) replays the samples' timestamps too, so windows have exact lengths.
+    ``method`` and ``scope`` label the readings; ``samples`` counts the calls.
+    """
+
+    name = "replay"
+
+    def __init__(
+        self,
+        cumulative_j: Sequence[Union[float, EnergyError]],
+        *,
+        times_s: Optional[Sequence[float]] = None,
+        method: str = "counter",
+        scope: str = "package",
+    ) -> None:
+        if not cumulative_j:
+            raise ValueError("ReplayEnergyMeter needs at least one value")
+        if times_s is not None and len(times_s) != len(cumulative_j):
+            raise ValueError("times_s must have one timestamp per value")
+        self._values: deque[tuple[Optional[float], Union[float, EnergyError]]] = deque(
+            zip(times_s if times_s is not None else [None] * len(cumulative_j), cumulative_j)
+        )
+        self.method = method  # type: ignore[misc]
+        self.scope = scope
+        self.samples = 0
+        self._lock = threading.Lock()
+
+    def sample(self) -> Sample:
+        with self._lock:
+            self.samples += 1
+            t, item = self._values.popleft() if len(self._values) > 1 else self._values[0]
+        if isinstance(item, EnergyError):
+            raise item
+        return Sample(self.now() if t is None else t, float(item))
+
+    def delta(self, start: Sample, end: Sample) -> EnergyReading:
+        if end.values < start.values:
+            raise EnergyError(f"replayed counter went backwards ({start.values} -> {end.values} J)")
+        return EnergyReading(
+            joules=end.values - start.values,
+            method=self.method,
+            source=self.name,
+            scope=self.scope,
+            window_s=window_seconds(start, end),
+            relative_uncertainty=0.0,
+        )
+
+
+__all__ = ["MockCloud", "MockLocalModel", "ReplayEnergyMeter"]

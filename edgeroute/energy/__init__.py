@@ -1,5 +1,26 @@
-"""Energy per query. Every reading says how it was obtained; nothing is ever a silent zero."""
+"""Energy per query: measured where the hardware allows, estimated and labelled otherwise.
 
-from .base import EnergyReading
+One file per backend (``rapl``, ``nvml``, ``apple``, ``emi``, ``battery``, ``estimate``), each an
+``EnergyMeter``; ``EnergyMonitor`` combines them and attributes device-wide figures to the query; ``detect``
+says which backends exist here and why the others do not.
+"""
 
-__all__ = ["EnergyReading"]
+from .base import Availability, EnergyMeter, EnergyReading, QueryEnergy, Sample, combine
+from .detect import BACKENDS, build_monitor, probe_backends
+from .estimate import EstimateMeter
+from .monitor import EnergyMonitor, EnergyWindow
+
+__all__ = [
+    "BACKENDS",
+    "Availability",
+    "EnergyMeter",
+    "EnergyMonitor",
+    "EnergyReading",
+    "EnergyWindow",
+    "EstimateMeter",
+    "QueryEnergy",
+    "Sample",
+    "build_monitor",
+    "combine",
+    "probe_backends",
+]

@@ -65,6 +65,8 @@ class LocalModel(abc.ABC):
     name: str = "local"
     #: Context window, tokens.
     n_ctx: int = 0
+    #: True when generation runs on a GPU: the Router's energy monitor then adds the GPU meters (NVML).
+    uses_gpu: bool = False
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
