@@ -10,7 +10,8 @@ with Router(local_only=True) as router:  # drop local_only and set EDGEROUTE_CLO
     print(answer.text)
     print(f"route={answer.route} confidence={answer.confidence:.2f} threshold={answer.threshold}")
     print(f"latency: {answer.latency_ms['total']:.0f} ms, tokens: {answer.tokens}")
-    print(f"energy: {answer.energy.joules} ({answer.energy.method}: {answer.energy.reason or answer.energy.source})")
+    e = answer.energy  # always labelled: measured (a device counter) or estimated (CPU time x a per-core figure)
+    print(f"energy: {e.joules:.2f} J {e.kind} via {e.source}, {e.joules_per_token:.3f} J per output token")
 
     # Streaming: local tokens arrive as they are decoded.
     for event in router.stream("Name three primary colours.", max_tokens=32):

@@ -18,6 +18,7 @@ def test_quickstart():
     proc = run("quickstart.py")
     assert proc.returncode == 0, proc.stderr
     assert "route=local" in proc.stdout and "feedback stored" in proc.stdout
+    assert "J estimated via estimate:" in proc.stdout and "J per output token" in proc.stdout
 
 
 def test_offline_fallback():

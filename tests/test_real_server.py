@@ -22,6 +22,12 @@ def test_escalated_query_comes_back_from_the_server_then_offline_when_it_stops(r
         assert a.route == "cloud", a.reason
         assert a.text.strip() and a.tokens["cloud_completion"] > 0 and a.latency_ms["cloud"] > 0
         assert router.store.get(a.id)["route"] == "cloud"
+        # Device-side cost of waiting: this thread's CPU time while blocked on the socket, far below generating.
+        wait = a.energy.cloud_wait
+        assert wait is not None and wait.method == "estimated" and wait.scope == "thread"
+        assert wait.window_s == pytest.approx(a.latency_ms["cloud"] / 1000, rel=0.2, abs=0.01)
+        assert 0.0 <= wait.joules < a.energy.local.joules
+        assert a.energy.joules == pytest.approx(a.energy.local.joules + wait.joules)
 
         llama_server.stop()
         b = router.ask("What is the capital of France?", max_tokens=24)

@@ -101,3 +101,27 @@ def test_writer_killed_mid_run_loses_no_acknowledged_row(tmp_path):
     with TraceStore(path) as store:
         ids = set(store.ids())
     assert {f"id-{i}" for i in acked} <= ids
+
+
+def test_a_schema_1_file_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE decisions (id TEXT PRIMARY KEY, created REAL NOT NULL, prompt_hash TEXT NOT NULL, prompt TEXT,
+            model TEXT, route TEXT NOT NULL, confidence REAL, threshold REAL, signals TEXT NOT NULL,
+            latency_ms TEXT NOT NULL, tokens TEXT NOT NULL, energy TEXT NOT NULL, reason TEXT, error TEXT);
+        CREATE TABLE feedback (answer_id TEXT NOT NULL, created REAL NOT NULL, correct INTEGER, note TEXT);
+        INSERT INTO decisions VALUES ('old', 1.0, 'h', NULL, 'm', 'local', 0.5, 0.5, '{}', '{}', '{}', '{}', 'r', NULL);
+        PRAGMA user_version=1;
+        """
+    )
+    conn.close()
+    with TraceStore(path) as store:
+        assert store.get("old")["joules"] is None
+        store.record({**row(1), "joules": 2.5, "energy_method": "estimated"})
+        assert store.get("id-1")["joules"] == 2.5 and store.get("id-1")["energy_method"] == "estimated"
+    with TraceStore(path) as store:  # reopening an upgraded file is a no-op
+        assert list(store.ids()) == ["old", "id-1"]
