@@ -191,6 +191,7 @@ def _open_windows_device() -> EmiDevice:  # pragma: no cover - Windows only
                                          ctypes.c_void_p, wintypes.DWORD, ctypes.POINTER(wintypes.DWORD),
                                          ctypes.c_void_p]
     invalid = ctypes.c_void_p(-1).value
+    last_error = getattr(ctypes, "get_last_error")  # Windows-only attribute
 
     guid = GUID(0x45BD8344, 0x7ED6, 0x49CF, (ctypes.c_ubyte * 8)(0xA4, 0x40, 0xC2, 0x76, 0xC9, 0x33, 0xB0, 0x53))
     info = setupapi.SetupDiGetClassDevsW(ctypes.byref(guid), None, None, 0x2 | 0x10)  # PRESENT | DEVICEINTERFACE
@@ -206,20 +207,20 @@ def _open_windows_device() -> EmiDevice:  # pragma: no cover - Windows only
         buf = ctypes.create_string_buffer(max(needed.value, 8))
         ctypes.cast(buf, ctypes.POINTER(wintypes.DWORD))[0] = 8 if ctypes.sizeof(ctypes.c_void_p) == 8 else 6
         if not setupapi.SetupDiGetDeviceInterfaceDetailW(info, ctypes.byref(iface), buf, needed, None, None):
-            raise EnergyError(f"SetupDiGetDeviceInterfaceDetail failed (error {ctypes.get_last_error()})")
+            raise EnergyError(f"SetupDiGetDeviceInterfaceDetail failed (error {last_error()})")
         path = ctypes.wstring_at(ctypes.addressof(buf) + 4)
     finally:
         setupapi.SetupDiDestroyDeviceInfoList(info)
 
     handle = kernel32.CreateFileW(path, 0x80000000, 0x1 | 0x2, None, 3, 0, None)  # GENERIC_READ, OPEN_EXISTING
     if handle in (None, invalid):
-        raise EnergyError(f"cannot open EMI device {path} (error {ctypes.get_last_error()})")
+        raise EnergyError(f"cannot open EMI device {path} (error {last_error()})")
 
     def ioctl(code: int, size: int) -> bytes:
         out = ctypes.create_string_buffer(size)
         got = wintypes.DWORD(0)
         if not kernel32.DeviceIoControl(handle, code, None, 0, out, size, ctypes.byref(got), None):
-            raise OSError(f"DeviceIoControl {code:#x} failed (error {ctypes.get_last_error()})")
+            raise OSError(f"DeviceIoControl {code:#x} failed (error {last_error()})")
         return out.raw[: got.value]
 
     class _Device:

@@ -321,7 +321,7 @@ class LlamaCppModel(LocalModel):
         if llama is not None:
             with self.lock:
                 llama.close()
-                self._llama = None
+                self._llama = None  # type: ignore[assignment]  # closed: every later use raises, by design
 
 
 __all__ = ["LlamaCppModel", "cpu_has_amx", "file_sha256"]

@@ -20,7 +20,7 @@ class ThresholdPolicy(Policy):
             raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
         if on_unknown not in ("escalate", "accept"):
             raise ConfigError(f"on_unknown must be 'escalate' or 'accept', got {on_unknown!r}")
-        self.threshold = float(threshold)
+        self.threshold: float = float(threshold)
         self.on_unknown = on_unknown
 
     def decide(self, confidence: Optional[float], *, truncated: bool = False) -> Decision:
