@@ -7,6 +7,7 @@
 """
 
 from ._errors import (
+    CalibrationError,
     CloudAuthError,
     CloudError,
     CloudHTTPError,
@@ -14,6 +15,7 @@ from ._errors import (
     CloudTimeoutError,
     CloudUnreachableError,
     ConfigError,
+    DatasetError,
     EdgeRouteError,
     EmptyPromptError,
     EnergyError,
@@ -43,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "AnswerStream",
+    "CalibrationError",
     "CloudAnswer",
     "CloudAuthError",
     "CloudBackend",
@@ -52,6 +55,7 @@ __all__ = [
     "CloudTimeoutError",
     "CloudUnreachableError",
     "ConfigError",
+    "DatasetError",
     "Decision",
     "EdgeRouteError",
     "EmptyPromptError",

@@ -21,6 +21,8 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
     │   └── CloudResponseError       a 2xx whose body is not a chat completion
     ├── EnergyError                  a meter cannot give a valid reading (absent, permission denied, bad window);
     │                                the Router falls back to another meter or the estimate and says so
+    ├── DatasetError                 a benchmark/calibration JSONL is unreadable or malformed (names the line)
+    ├── CalibrationError             the data cannot certify the requested error bound (too few, or too wrong)
     ├── StoreError                   the trace store cannot be read or written
     └── UnknownAnswerError           feedback for an answer id the trace does not hold
 """
@@ -107,6 +109,14 @@ class CloudResponseError(CloudError):
 
 class EnergyError(EdgeRouteError):
     """An energy meter is unavailable or a window's reading is invalid; the message says why."""
+
+
+class DatasetError(EdgeRouteError, ValueError):
+    """A labelled-data file is unreadable or malformed."""
+
+
+class CalibrationError(EdgeRouteError):
+    """No threshold can be certified for the requested epsilon and delta on these data."""
 
 
 class StoreError(EdgeRouteError):

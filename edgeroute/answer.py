@@ -17,7 +17,8 @@ class Answer:
 
     ``route`` is ``local`` (the local answer was accepted, or escalation is disabled), ``cloud`` (the cloud answered)
     or ``local-offline`` (escalation was wanted but the cloud was not configured or not reachable; ``reason`` says
-    which). ``confidence`` is the estimated P(local answer correct) in [0, 1], or None when unknown.
+    which). ``confidence`` is the estimated P(local answer correct) in [0, 1], or None when unknown;
+    ``threshold_source`` says where the threshold came from (``default``, ``configured`` or the calibration).
     ``latency_ms`` holds per-stage milliseconds and ``total``; ``tokens`` holds token counts per side.
     ``energy`` is the device-side energy in joules with its method (``measured`` or ``estimated``, and from what),
     split into the local generation and the wait for the cloud, plus joules per local output token.
@@ -34,6 +35,7 @@ class Answer:
     tokens: dict[str, int]
     energy: QueryEnergy
     reason: str = ""
+    threshold_source: str = ""
     flags: list[str] = field(default_factory=list)
     model: str = ""
     cloud_model: str = ""
@@ -48,6 +50,7 @@ class Answer:
             "confidence": self.confidence,
             "signals": dict(self.signals),
             "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
             "latency_ms": dict(self.latency_ms),
             "tokens": dict(self.tokens),
             "energy": self.energy.to_dict(),

@@ -25,7 +25,7 @@ def _router_options(args: argparse.Namespace) -> dict[str, Any]:
 def status_line(answer: Answer) -> str:
     """One line: route, confidence vs threshold, milliseconds, tokens, energy (with its method)."""
     conf = "unknown" if answer.confidence is None else f"{answer.confidence:.2f}"
-    thr = "" if answer.threshold is None else f" (threshold {answer.threshold:.2f})"
+    thr = "" if answer.threshold is None else f" (threshold {answer.threshold:.2f} {answer.threshold_source.split(':')[0]})"
     toks = f"{answer.tokens.get('prompt', 0)}+{answer.tokens.get('completion', 0)} local"
     if answer.tokens.get("cloud_completion"):
         toks += f", {answer.tokens.get('cloud_prompt', 0)}+{answer.tokens['cloud_completion']} cloud"
@@ -116,6 +116,70 @@ def _cmd_energy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench.api import run_bench
+    from .bench.report import CloudAssumptions, markdown, public
+    from .bench.runner import RunParams
+
+    report = run_bench(
+        split=args.split,
+        data=args.data,
+        model=args.model,
+        limit=args.limit,
+        params=RunParams(max_tokens=args.max_tokens),
+        cloud=CloudAssumptions(args.cloud_accuracy, args.cloud_latency_ms, args.cloud_price_per_1k, args.cloud_wait_j),
+        cloud_url=args.cloud_url,
+        cloud_model=args.cloud_model,
+        use_cache=not args.no_cache,
+        out_dir=Path(args.out) if args.out else None,
+        progress=None if args.quiet else sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(public(report), indent=2))
+    else:
+        print(markdown(public(report), f"edgeroute bench ({report['split']})"))
+        if report.get("plots"):
+            print("plots: " + ", ".join(report["plots"]))
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .bench.api import calibrate
+    from .bench.runner import RunParams
+
+    cal, path = calibrate(
+        data=args.data,
+        model=args.model,
+        epsilon=args.epsilon,
+        delta=args.delta,
+        target_cloud_rate=args.target_cloud_rate,
+        params=RunParams(max_tokens=args.max_tokens),
+        save=not args.dry_run,
+        progress=None if args.quiet else sys.stderr,
+    )
+    out = {
+        "threshold": cal.threshold,
+        "epsilon": cal.epsilon,
+        "delta": cal.delta,
+        "n": cal.n,
+        "expected_cloud_rate": cal.expected_cloud_rate,
+        "mode": cal.mode,
+        "empirical_risk": cal.empirical_risk,
+        "risk_upper_bound": cal.risk_upper_bound,
+        "saved": str(path) if path else None,
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"threshold {cal.threshold:.2f} · {cal.describe()}")
+        print(f"expected cloud rate {cal.expected_cloud_rate:.2f} · wrong local answers on these data "
+              f"{cal.empirical_risk:.3f}" + (f" (upper bound {cal.risk_upper_bound:.3f})" if cal.risk_upper_bound else ""))
+        print(f"saved to {path}; Router uses it automatically for this model" if path else "not saved (--dry-run)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeroute", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +213,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle", type=float, metavar="SECONDS", help="also measure the idle power over SECONDS (needs a real meter)"
     )
     energy.set_defaults(func=_cmd_energy)
+
+    bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
+    bench.add_argument("--split", default="test", help="train | calibration | test | heldout-families | all")
+    bench.add_argument("--data", help="your own JSONL (id, family, question, answers[, split])")
+    bench.add_argument("--model", help="GGUF path (default: the default model)")
+    bench.add_argument("--limit", type=int, help="only the first N items")
+    bench.add_argument("--max-tokens", type=int, default=64, help="longest local answer, tokens (default 64)")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.add_argument("--out", help="write report.md, report.json and PNG plots to this folder")
+    bench.add_argument("--no-cache", action="store_true", help="regenerate every answer")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.add_argument("--cloud-url", help="measure a real cloud (cached) instead of assuming one")
+    bench.add_argument("--cloud-model", help="model name to ask the cloud for")
+    bench.add_argument("--cloud-accuracy", type=float, default=1.0, help="assumed cloud accuracy (default 1.0)")
+    bench.add_argument("--cloud-latency-ms", type=float, default=1500.0, help="assumed cloud latency, ms")
+    bench.add_argument("--cloud-price-per-1k", type=float, default=0.0006, help="assumed US$ per 1k tokens")
+    bench.add_argument("--cloud-wait-j", type=float, default=0.05, help="assumed device joules per cloud call")
+    bench.set_defaults(func=_cmd_bench)
+
+    cal = sub.add_parser("calibrate", help="choose the threshold with a statistical guarantee and save it")
+    cal.add_argument("--data", help="your own JSONL (default: the shipped calibration split)")
+    cal.add_argument("--model", help="GGUF path (default: the default model)")
+    cal.add_argument("--epsilon", type=float, default=0.1, help="max share of queries with a wrong local answer")
+    cal.add_argument("--delta", type=float, default=0.05, help="allowed probability that the bound fails")
+    cal.add_argument("--target-cloud-rate", type=float, help="instead: send about this share to the cloud")
+    cal.add_argument("--max-tokens", type=int, default=64, help="longest local answer, tokens (default 64)")
+    cal.add_argument("--dry-run", action="store_true", help="compute but do not save")
+    cal.add_argument("--json", action="store_true", help="print threshold, epsilon, delta, n, expected_cloud_rate")
+    cal.add_argument("--quiet", action="store_true", help="no progress bar")
+    cal.set_defaults(func=_cmd_calibrate)
     return parser
 
 

@@ -15,7 +15,8 @@ from ._errors import ConfigError
 class RouterConfig:
     """Everything a Router can be told. Times in seconds, lengths in tokens, probabilities in [0, 1].
 
-    ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
+    ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
+    else ``DEFAULT_THRESHOLD``. ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
     ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
     the estimate's table. ``cloud_url`` / ``cloud_model`` default to ``$EDGEROUTE_CLOUD_URL`` / ``$EDGEROUTE_CLOUD_MODEL``; the API key
     is read only from the environment variable named by ``cloud_api_key_env``.
@@ -27,7 +28,7 @@ class RouterConfig:
     max_tokens: int = C.DEFAULT_MAX_TOKENS
     temperature: float = C.DEFAULT_TEMPERATURE
     hidden_states: bool = True
-    threshold: float = C.DEFAULT_THRESHOLD
+    threshold: Optional[float] = None
     on_unknown: str = "escalate"
     local_only: bool = False
     cloud_url: Optional[str] = None
@@ -56,7 +57,10 @@ class RouterConfig:
             (self.n_threads is None or self.n_threads >= 1, f"n_threads must be >= 1, got {self.n_threads}"),
             (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
             (0.0 <= self.temperature <= 5.0, f"temperature must be in [0, 5], got {self.temperature}"),
-            (0.0 <= self.threshold <= 1.0, f"threshold must be in [0, 1], got {self.threshold}"),
+            (
+                self.threshold is None or 0.0 <= self.threshold <= 1.0,
+                f"threshold must be in [0, 1], got {self.threshold}",
+            ),
             (self.on_unknown in ("escalate", "accept"), f"on_unknown must be 'escalate' or 'accept'"),
             (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ._constants import DEFAULT_THRESHOLD
 from ._errors import CloudError, ConfigError, PromptTooLongError, StoreError
 from .answer import Answer, Route, StreamEvent
 from .cloud.base import CloudAnswer, CloudBackend
@@ -24,6 +25,7 @@ from .energy.monitor import EnergyMonitor, EnergyWindow
 from .local.base import Generation, LocalModel, drain
 from .messages import Message, PromptLike, normalize, prompt_hash
 from .policy.base import Decision, Policy
+from .policy.calibration import Calibration, load_calibration
 from .policy.threshold import ThresholdPolicy
 from .signals.base import Signal
 from .signals.perplexity import PerplexitySignal
@@ -129,8 +131,21 @@ class Router:
             )
             owned.append(cloud)
         self.cloud = cloud
-        self.policy = policy or ThresholdPolicy(cfg.threshold, cfg.on_unknown)
         self.signals = signals if signals is not None else [PerplexitySignal(model_sha256=self.local.fingerprint)]
+        #: The saved calibration in use (None: the threshold was configured or is the default).
+        self.calibration: Optional[Calibration] = None
+        if policy is not None:
+            self.threshold_source = "policy passed in"
+        elif cfg.threshold is not None:
+            self.threshold_source = "configured"
+        else:
+            confidence_id = getattr(self.signals[0], "confidence_id", "") if self.signals else ""
+            self.calibration = load_calibration(self.local.fingerprint, confidence_id)
+            self.threshold_source = self.calibration.describe() if self.calibration else "default"
+        threshold = cfg.threshold if cfg.threshold is not None else (
+            self.calibration.threshold if self.calibration else DEFAULT_THRESHOLD
+        )
+        self.policy = policy or ThresholdPolicy(threshold, cfg.on_unknown)
         if store is None and cfg.trace:
             store = TraceStore(cfg.trace_path)
             owned.append(store)
@@ -294,6 +309,7 @@ class Router:
             confidence=work.confidence,
             signals=work.signals,
             threshold=self.policy.threshold,
+            threshold_source=self.threshold_source,
             latency_ms=work.latency_ms,
             tokens=work.tokens,
             energy=QueryEnergy(

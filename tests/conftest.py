@@ -20,6 +20,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep traces and user models of every test in its own tmp dir; no cloud from the environment."""
     monkeypatch.setenv("EDGEROUTE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("EDGEROUTE_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("EDGEROUTE_CACHE_DIR", str(tmp_path / "cache"))
     for var in ("EDGEROUTE_CLOUD_URL", "EDGEROUTE_CLOUD_MODEL", "EDGEROUTE_CLOUD_API_KEY"):
         monkeypatch.delenv(var, raising=False)
 

@@ -7,6 +7,7 @@ uses the default model's, and the answer's signals say so (``perplexity_calibrat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -88,6 +89,10 @@ class PerplexitySignal(Signal):
     def __init__(self, mapping: Optional[LogisticMap] = None, model_sha256: str = "") -> None:
         self.mapping = mapping or load_shipped_map()
         self.calibrated = bool(self.mapping.model_sha256) and self.mapping.model_sha256 == model_sha256
+        #: Identifies the confidence function: thresholds calibrated on another map do not apply to this one.
+        self.confidence_id = hashlib.sha256(
+            json.dumps(self.mapping.to_dict(), sort_keys=True).encode()
+        ).hexdigest()[:16]
 
     def compute(self, generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
         x = features(generation)

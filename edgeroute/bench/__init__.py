@@ -1,0 +1,1 @@
+"""Evaluation harness: labelled data, grading, metrics, the cached runner, reports and plots."""

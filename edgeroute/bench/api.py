@@ -1,0 +1,121 @@
+"""What ``edgeroute bench`` and ``edgeroute calibrate`` do, as functions (the CLI only parses and prints)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+from ..local.base import LocalModel
+from ..policy.calibration import (
+    Calibration,
+    calibrate_guarantee,
+    calibrate_target_rate,
+    save_calibration,
+)
+from .datasets import load_items
+from .grading import grade
+from .report import CloudAssumptions, build_report, markdown, public
+from .runner import RunParams, run_cloud, run_local
+
+
+def _model(model: Optional[str | LocalModel]) -> tuple[LocalModel, bool]:
+    if isinstance(model, LocalModel):
+        return model, False
+    from ..local.llama import LlamaCppModel
+
+    return LlamaCppModel(model), True
+
+
+def run_bench(
+    *,
+    split: str = "test",
+    data: Optional[str] = None,
+    model: Optional[str | LocalModel] = None,
+    limit: Optional[int] = None,
+    params: RunParams = RunParams(),
+    cloud: CloudAssumptions = CloudAssumptions(),
+    cloud_url: Optional[str] = None,
+    cloud_model: Optional[str] = None,
+    use_cache: bool = True,
+    out_dir: Optional[Path] = None,
+    progress: Optional[TextIO] = sys.stderr,
+) -> dict[str, Any]:
+    """Run (or reuse) the local model over a split, optionally a real cloud too, and build the report.
+
+    With ``out_dir``, also writes ``report.md``, ``report.json`` and the PNG plots there."""
+    t0 = time.perf_counter()
+    items = load_items(data, split)[: limit or None]
+    local_model, owned = _model(model)
+    try:
+        local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress)
+    finally:
+        if owned:
+            local_model.close()
+    cloud_records = None
+    if cloud_url:
+        from ..cloud.openai_compat import OpenAICompatBackend
+
+        backend = OpenAICompatBackend(cloud_url, cloud_model or "")
+        try:
+            cloud_records, _ = run_cloud(items, backend, params, identity=f"{cloud_url}|{cloud_model}",
+                                         use_cache=use_cache, progress=progress)
+        finally:
+            backend.close()
+        cloud = CloudAssumptions(cloud.accuracy, cloud.latency_ms, cloud.price_per_1k_tokens_usd, cloud.wait_joules,
+                                 f"measured: {cloud_model or 'default model'} at {cloud_url}")
+    report = build_report(items, local, cloud, cloud_records)
+    report["split"] = split if data is None else f"{split} of {data}"
+    report["model"] = info["model"]
+    report["params"] = info["params"]
+    report["run"] = {"generated": info["generated"], "cached": info["cached"], "cache": info["cache"],
+                     "elapsed_s": round(time.perf_counter() - t0, 2)}
+    if out_dir is not None:
+        import json
+
+        from .plots import write_plots
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        title = f"edgeroute bench ({report['split']})"
+        (out_dir / "report.md").write_text(markdown(report, title), encoding="utf-8")
+        (out_dir / "report.json").write_text(json.dumps(public(report), indent=2), encoding="utf-8")
+        report["plots"] = [str(p) for p in write_plots(report, out_dir, title)]
+    return report
+
+
+def calibrate(
+    *,
+    data: Optional[str] = None,
+    model: Optional[str | LocalModel] = None,
+    epsilon: float = 0.1,
+    delta: float = 0.05,
+    target_cloud_rate: Optional[float] = None,
+    params: RunParams = RunParams(),
+    save: bool = True,
+    progress: Optional[TextIO] = sys.stderr,
+) -> tuple[Calibration, Optional[Path]]:
+    """Calibrate the Router's threshold for ``model`` on the calibration split (or every item of ``data``) and
+    save it where Router finds it. Raises ``CalibrationError`` when epsilon cannot be certified."""
+    from dataclasses import replace
+
+    items = load_items(data, "calibration" if data is None else None)
+    local_model, owned = _model(model)
+    try:
+        records, _ = run_local(items, local_model, params, progress=progress)
+        fingerprint = local_model.fingerprint
+    finally:
+        if owned:
+            local_model.close()
+    conf = [r["confidence"] if r["confidence"] is not None else 0.0 for r in records]
+    correct = [grade(r["text"], it) for it, r in zip(items, records)]
+    if target_cloud_rate is not None:
+        cal = calibrate_target_rate(conf, correct, target_cloud_rate)
+    else:
+        cal = calibrate_guarantee(conf, correct, epsilon, delta)
+    from ..signals.perplexity import PerplexitySignal
+
+    cal = replace(cal, model=fingerprint, confidence_id=PerplexitySignal().confidence_id,
+                  source=data or "shipped calibration split")
+    path = save_calibration(cal) if save else None
+    return cal, path

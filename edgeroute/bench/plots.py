@@ -1,0 +1,59 @@
+"""PNG plots of a report (``pip install 'edgeroute[plots]'`` for matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigError
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'edgeroute[plots]'") from None
+    return plt
+
+
+def write_plots(report: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
+    """``deferral.png`` (accuracy vs cloud fraction for every signal, the oracle and random) and
+    ``energy.png`` (device joules per query vs accuracy along the router's curve)."""
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = report["_curves"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, (frac, acc) in curves["signals"].items():
+        style = "-" if name == report["confidence_signal"] else ":"
+        ax.plot(frac, acc, style, lw=2 if style == "-" else 1.2, label=f"{name} (AUROC {report['signals'][name]['auroc']:.2f})")
+    for name, style in (("oracle", "k--"), ("random", "0.5")):
+        frac, acc = curves[name]
+        ax.plot(frac, acc, style, lw=1.2, label=name)
+    ax.set_xlabel("fraction of queries sent to the cloud")
+    ax.set_ylabel("accuracy of the routed system")
+    ax.set_title(f"{title}: deferral curves (cloud {report['assumptions']['source']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    paths = [out_dir / "deferral.png"]
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = report["curve"]
+    ax.plot([p["joules_per_query"] for p in pts], [p["accuracy"] for p in pts], "o-")
+    for p in pts[::2]:
+        ax.annotate(f"{p['cloud_fraction']:.0%} cloud", (p["joules_per_query"], p["accuracy"]), fontsize=7,
+                    xytext=(4, -10), textcoords="offset points")
+    ax.set_xlabel(f"device energy per query, J ({report['energy']['method']})")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}: energy vs accuracy along the deferral curve")
+    ax.grid(alpha=0.3)
+    paths.append(out_dir / "energy.png")
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths

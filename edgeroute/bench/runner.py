@@ -1,0 +1,177 @@
+"""Running the local model (and optionally a real cloud) over labelled items, cached on disk.
+
+The local side goes through ``Router(local_only=True)``, so the benchmark sees exactly the signals, confidence,
+latency and energy a user gets. Each answer is appended to a JSONL cache as soon as it is produced, keyed by the
+model file's hash, the generation parameters and the confidence function: a re-run only generates what is missing,
+an interrupted run resumes, and a different model file gets a different cache. Grading happens at report time
+(cheap), so grader fixes never need a re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, TextIO
+
+import platformdirs
+
+from .._constants import APP_NAME
+from ..cloud.base import CloudBackend
+from ..local.base import LocalModel
+
+ENV_CACHE_DIR = "EDGEROUTE_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Generation parameters that change the answers (and so the cache key)."""
+
+    max_tokens: int = 64
+    temperature: float = 0.0
+
+
+def cache_dir() -> Path:
+    env = os.environ.get(ENV_CACHE_DIR)
+    return Path(env) if env else Path(platformdirs.user_cache_dir(APP_NAME)) / "bench"
+
+
+def cache_key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class ResultCache:
+    """Append-only JSONL of records keyed by ``id``. A torn last line (a killed run) is skipped with a warning."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return out
+        bad = 0
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                out[record["id"]] = record
+            except (json.JSONDecodeError, KeyError, TypeError):
+                bad += 1
+        if bad:
+            warnings.warn(f"edgeroute: skipped {bad} unreadable line(s) in {self.path}", RuntimeWarning, stacklevel=2)
+        return out
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, allow_nan=False) + "\n")
+            f.flush()
+
+
+class Progress:
+    """A one-line progress bar on ``stream`` (stderr by default); silent when ``stream`` is None."""
+
+    def __init__(self, total: int, label: str, stream: Optional[TextIO] = sys.stderr) -> None:
+        self.total, self.label, self.stream, self.t0, self.done = total, label, stream, time.perf_counter(), 0
+
+    def step(self) -> None:
+        self.done += 1
+        if self.stream is None:
+            return
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                          f"{rate:.1f}/s eta {eta:.0f}s")
+        if self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run_local(
+    items: Sequence[dict[str, Any]],
+    model: LocalModel,
+    params: RunParams = RunParams(),
+    *,
+    use_cache: bool = True,
+    progress: Optional[TextIO] = sys.stderr,
+    on_generate: Optional[Callable[[str], None]] = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One record per item (``id``, ``text``, ``signals``, ``confidence``, ``latency_ms``, ``completion_tokens``,
+    ``joules``, ``energy_method``, ``energy_source``) and run info (cache path, how many were generated)."""
+    from ..router import Router
+
+    router = Router(local_only=True, local_model=model, trace=False)
+    try:
+        confidence_id = getattr(router.signals[0], "confidence_id", "") if router.signals else ""
+        key = cache_key("local", model.fingerprint, asdict(params), confidence_id)
+        cache = ResultCache(cache_dir() / f"local-{key}.jsonl")
+        have = cache.load() if use_cache else {}
+        todo = [i for i in items if i["id"] not in have]
+        bar = Progress(len(todo), "local", progress if todo else None)
+        for item in todo:
+            if on_generate is not None:
+                on_generate(item["id"])
+            a = router.ask(item["question"], max_tokens=params.max_tokens)
+            record = {
+                "id": item["id"],
+                "text": a.text,
+                "signals": a.signals,
+                "confidence": a.confidence,
+                "latency_ms": a.latency_ms.get("total", 0.0),
+                "completion_tokens": a.tokens.get("completion", 0),
+                "prompt_tokens": a.tokens.get("prompt", 0),
+                "joules": a.energy.joules,
+                "energy_method": a.energy.method,
+                "energy_source": a.energy.source,
+            }
+            have[item["id"]] = record
+            if use_cache:
+                cache.append(record)
+            bar.step()
+    finally:
+        router.close()
+    info = {"cache": str(cache.path), "generated": len(todo), "cached": len(items) - len(todo),
+            "model": model.fingerprint, "params": asdict(params)}
+    return [have[i["id"]] for i in items], info
+
+
+def run_cloud(
+    items: Sequence[dict[str, Any]],
+    cloud: CloudBackend,
+    params: RunParams = RunParams(),
+    *,
+    identity: str,
+    use_cache: bool = True,
+    progress: Optional[TextIO] = sys.stderr,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The cloud's answer to every item (``id``, ``text``, ``latency_ms``, ``completion_tokens``, ``error``), cached
+    by ``identity`` (endpoint and model). A failed request is recorded with its error and retried on the next run."""
+    from .._errors import CloudError
+
+    cache = ResultCache(cache_dir() / f"cloud-{cache_key('cloud', identity, asdict(params))}.jsonl")
+    have = {k: v for k, v in (cache.load() if use_cache else {}).items() if not v.get("error")}
+    todo = [i for i in items if i["id"] not in have]
+    bar = Progress(len(todo), "cloud", progress if todo else None)
+    for item in todo:
+        t = time.perf_counter()
+        try:
+            reply = cloud.complete([{"role": "user", "content": item["question"]}], max_tokens=params.max_tokens,
+                                   temperature=params.temperature)
+            record = {"id": item["id"], "text": reply.text, "completion_tokens": reply.completion_tokens,
+                      "prompt_tokens": reply.prompt_tokens, "error": None}
+        except CloudError as exc:
+            record = {"id": item["id"], "text": "", "completion_tokens": 0, "prompt_tokens": 0,
+                      "error": f"{type(exc).__name__}: {exc}"}
+        record["latency_ms"] = (time.perf_counter() - t) * 1000.0
+        have[item["id"]] = record
+        if use_cache:
+            cache.append(record)
+        bar.step()
+    return [have[i["id"]] for i in items], {"cache": str(cache.path), "generated": len(todo), "identity": identity}
