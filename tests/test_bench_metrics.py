@@ -72,6 +72,9 @@ def test_oracle_defers_exactly_the_wrong_answers_first():
 def test_per_item_cloud_correctness_is_supported():
     curve = M.deferral_curve([0.1, 0.9], [0, 1], np.array([0.0, 1.0]))  # the cloud also misses item 0
     assert M.accuracy_at(curve, 0.5) == pytest.approx(0.5)
+    # scores out of order: the per-item cloud results must follow their items when sorted
+    curve = M.deferral_curve([0.9, 0.1, 0.5], [1, 0, 0], np.array([0.0, 1.0, 0.0]))
+    np.testing.assert_allclose(curve[1], [1 / 3, 2 / 3, 2 / 3, 1 / 3])
 
 
 # --- grading ----------------------------------------------------------------------------------------------------------

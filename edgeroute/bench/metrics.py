@@ -92,7 +92,9 @@ def deferral_curve(scores: ArrayLike, correct: ArrayLike, cloud_accuracy: ArrayL
     n = len(s)
     order = np.argsort(s, kind="mergesort")
     s_sorted, y_sorted = s[order], y[order].astype(np.float64)
-    gain = cloud_accuracy - y_sorted  # change in correct answers when that item goes to the cloud
+    cloud = np.asarray(cloud_accuracy, dtype=np.float64)
+    cloud_sorted = cloud[order] if cloud.ndim else cloud
+    gain = cloud_sorted - y_sorted  # change in correct answers when that item goes to the cloud
     boundaries = np.r_[0, np.nonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])[0] + 1]
     cum = np.r_[0.0, np.cumsum(gain)]
     frac = boundaries / n
