@@ -157,6 +157,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         target_cloud_rate=args.target_cloud_rate,
         params=RunParams(max_tokens=args.max_tokens),
         save=not args.dry_run,
+        out=args.out,
         progress=None if args.quiet else sys.stderr,
     )
     out = {
@@ -176,7 +177,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"threshold {cal.threshold:.2f} · {cal.describe()}")
         print(f"expected cloud rate {cal.expected_cloud_rate:.2f} · wrong local answers on these data "
               f"{cal.empirical_risk:.3f}" + (f" (upper bound {cal.risk_upper_bound:.3f})" if cal.risk_upper_bound else ""))
-        print(f"saved to {path}; Router uses it automatically for this model" if path else "not saved (--dry-run)")
+        if path is None:
+            print("not saved (--dry-run)")
+        else:
+            print(f"saved to {path}" + ("" if args.out else "; Router uses it automatically for this model"))
     return 0
 
 
@@ -240,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--target-cloud-rate", type=float, help="instead: send about this share to the cloud")
     cal.add_argument("--max-tokens", type=int, default=64, help="longest local answer, tokens (default 64)")
     cal.add_argument("--dry-run", action="store_true", help="compute but do not save")
+    cal.add_argument("--out", help="save to this file instead of the user data directory")
     cal.add_argument("--json", action="store_true", help="print threshold, epsilon, delta, n, expected_cloud_rate")
     cal.add_argument("--quiet", action="store_true", help="no progress bar")
     cal.set_defaults(func=_cmd_calibrate)

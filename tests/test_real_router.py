@@ -91,3 +91,11 @@ def test_cli_reports_typed_errors_with_exit_code_2(tmp_path):
     assert proc.returncode == 2 and "ModelCorruptError" in proc.stderr and "bad.gguf" in proc.stderr
     proc = run_cli("ask", "   ", "--local-only")
     assert proc.returncode == 2 and "EmptyPromptError" in proc.stderr
+
+
+def test_the_shipped_calibration_applies_to_the_default_model(real_model):
+    router = Router(local_only=True, local_model=real_model, trace=False)
+    assert router.calibration is not None and router.calibration.model == real_model.fingerprint
+    assert router.policy.threshold == router.calibration.threshold
+    a = router.ask("What is 2+2?", max_tokens=16)
+    assert a.threshold_source.startswith("calibrated: wrong local answers <= 0.1 of queries with probability >= 0.95")

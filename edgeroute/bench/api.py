@@ -17,7 +17,7 @@ from ..policy.calibration import (
 from .datasets import load_items
 from .grading import grade
 from .report import CloudAssumptions, build_report, markdown, public
-from .runner import RunParams, run_cloud, run_local
+from .runner import RunParams, rescore, run_cloud, run_local
 
 
 def _model(model: Optional[str | LocalModel]) -> tuple[LocalModel, bool]:
@@ -50,6 +50,7 @@ def run_bench(
     local_model, owned = _model(model)
     try:
         local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress)
+        local = rescore(local)
     finally:
         if owned:
             local_model.close()
@@ -93,6 +94,7 @@ def calibrate(
     target_cloud_rate: Optional[float] = None,
     params: RunParams = RunParams(),
     save: bool = True,
+    out: Optional[str] = None,
     progress: Optional[TextIO] = sys.stderr,
 ) -> tuple[Calibration, Optional[Path]]:
     """Calibrate the Router's threshold for ``model`` on the calibration split (or every item of ``data``) and
@@ -103,6 +105,7 @@ def calibrate(
     local_model, owned = _model(model)
     try:
         records, _ = run_local(items, local_model, params, progress=progress)
+        records = rescore(records)
         fingerprint = local_model.fingerprint
     finally:
         if owned:
@@ -116,6 +119,6 @@ def calibrate(
     from ..signals.perplexity import PerplexitySignal
 
     cal = replace(cal, model=fingerprint, confidence_id=PerplexitySignal().confidence_id,
-                  source=data or "shipped calibration split")
-    path = save_calibration(cal) if save else None
+                  source=data or "edgeroute's calibration split")
+    path = save_calibration(cal, Path(out) if out else None) if save else None
     return cal, path

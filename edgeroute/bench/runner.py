@@ -1,10 +1,10 @@
 """Running the local model (and optionally a real cloud) over labelled items, cached on disk.
 
-The local side goes through ``Router(local_only=True)``, so the benchmark sees exactly the signals, confidence,
-latency and energy a user gets. Each answer is appended to a JSONL cache as soon as it is produced, keyed by the
-model file's hash, the generation parameters and the confidence function: a re-run only generates what is missing,
-an interrupted run resumes, and a different model file gets a different cache. Grading happens at report time
-(cheap), so grader fixes never need a re-run.
+The local side goes through ``Router(local_only=True)``, so the benchmark sees exactly the signals, latency and
+energy a user gets. Each answer is appended to a JSONL cache as soon as it is produced, keyed by the model file's
+hash and the generation parameters: a re-run only generates what is missing, an interrupted run resumes, and a
+different model file gets a different cache. Grading and the confidence (``rescore``: the current confidence map
+applied to the cached features) happen at report time, so a grader fix or a refitted map never needs a re-run.
 """
 
 from __future__ import annotations
@@ -109,8 +109,7 @@ def run_local(
 
     router = Router(local_only=True, local_model=model, trace=False)
     try:
-        confidence_id = getattr(router.signals[0], "confidence_id", "") if router.signals else ""
-        key = cache_key("local", model.fingerprint, asdict(params), confidence_id)
+        key = cache_key("local", model.fingerprint, asdict(params))
         cache = ResultCache(cache_dir() / f"local-{key}.jsonl")
         have = cache.load() if use_cache else {}
         todo = [i for i in items if i["id"] not in have]
@@ -140,6 +139,21 @@ def run_local(
     info = {"cache": str(cache.path), "generated": len(todo), "cached": len(items) - len(todo),
             "model": model.fingerprint, "params": asdict(params)}
     return [have[i["id"]] for i in items], info
+
+
+def rescore(records: list[dict[str, Any]], signal: Optional[Any] = None) -> list[dict[str, Any]]:
+    """Recompute ``perplexity_confidence`` (and ``confidence``) from each record's cached features with the current
+    map (``signal``: a ``PerplexitySignal``; default: the shipped one)."""
+    from ..signals.perplexity import FEATURES, PerplexitySignal
+
+    mapping = (signal or PerplexitySignal()).mapping
+    out = []
+    for r in records:
+        sig = dict(r["signals"])
+        if all(f in sig for f in FEATURES):
+            sig["perplexity_confidence"] = mapping([sig[f] for f in FEATURES])
+        out.append({**r, "signals": sig, "confidence": sig.get("perplexity_confidence")})
+    return out
 
 
 def run_cloud(

@@ -191,19 +191,35 @@ def save_calibration(cal: Calibration, path: Optional[Path] = None) -> Path:
     return target
 
 
-def load_calibration(model_fingerprint: str, confidence_id: str = "") -> Optional[Calibration]:
-    """The saved calibration for this model, or None. A corrupt file, or one made for another confidence function,
-    is ignored with a warning."""
-    path = calibration_path(model_fingerprint)
-    if not path.exists():
-        return None
+SHIPPED_FILE = "calibration.json"
+
+
+def _read(path: Path, model_fingerprint: str, confidence_id: str, quiet_mismatch: bool) -> Optional[Calibration]:
     try:
         cal = Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as exc:
-        warnings.warn(f"edgeroute: ignoring unreadable calibration {path}: {exc}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"edgeroute: ignoring unreadable calibration {path}: {exc}", RuntimeWarning, stacklevel=4)
         return None
     if cal.model != model_fingerprint or (confidence_id and cal.confidence_id and cal.confidence_id != confidence_id):
-        warnings.warn(f"edgeroute: ignoring {path}: made for another model or confidence map", RuntimeWarning,
-                      stacklevel=3)
+        if not quiet_mismatch:
+            warnings.warn(f"edgeroute: ignoring {path}: made for another model or confidence map", RuntimeWarning,
+                          stacklevel=4)
         return None
     return cal
+
+
+def load_calibration(model_fingerprint: str, confidence_id: str = "") -> Optional[Calibration]:
+    """The calibration for this model: the user's (saved by ``edgeroute calibrate``), else the one shipped in the
+    wheel for the default model, else None. A corrupt file, or one made for another model or confidence map, is
+    ignored with a warning (the shipped one silently, since it only fits the default model)."""
+    path = calibration_path(model_fingerprint)
+    if path.exists():
+        cal = _read(path, model_fingerprint, confidence_id, quiet_mismatch=False)
+        if cal is not None:
+            return cal
+    from importlib import resources
+
+    shipped = resources.files("edgeroute._models").joinpath(SHIPPED_FILE)
+    if shipped.is_file():
+        return _read(Path(str(shipped)), model_fingerprint, confidence_id, quiet_mismatch=True)
+    return None
