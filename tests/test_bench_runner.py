@@ -119,3 +119,26 @@ def test_bench_against_a_real_cloud_measures_it(tmp_path, llama_server):
     d = json.loads(proc.stdout)
     assert d["assumptions"]["source"].startswith("measured: stand-in at http://127.0.0.1:")
     assert 0.0 <= d["assumptions"]["accuracy"] <= 1.0 and d["assumptions"]["latency_ms"] > 0
+
+
+@pytest.mark.slow
+def test_changing_the_model_file_invalidates_the_cache(tmp_path, real_model):
+    import shutil
+
+    from edgeroute.local.llama import LlamaCppModel
+
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(real_model.path, copy)
+    items = ITEMS[:2]
+    generated: list[str] = []
+    for expected in (2, 2):  # the second pass is cached
+        model = LlamaCppModel(copy, n_ctx=512)
+        run_local(items, model, RunParams(max_tokens=4), progress=None, on_generate=generated.append)
+        model.close()
+        assert len(generated) == expected
+    with copy.open("ab") as f:  # the file changes (a trailing byte: llama.cpp still loads it)
+        f.write(b"\0")
+    model = LlamaCppModel(copy, n_ctx=512)
+    run_local(items, model, RunParams(max_tokens=4), progress=None, on_generate=generated.append)
+    model.close()
+    assert len(generated) == 4
