@@ -15,7 +15,9 @@ from ._errors import ConfigError
 class RouterConfig:
     """Everything a Router can be told. Times in seconds, lengths in tokens, probabilities in [0, 1].
 
-    ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
+    ``probe`` uses the shipped hidden-state probe (when it matches the model) for the confidence; ``pregen`` lets
+    the pre-generation probe skip local generation below ``pregen_threshold`` (None: the probe's own) when the
+    cloud can take the query. ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
     else ``DEFAULT_THRESHOLD``. ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
     ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
     the estimate's table. ``cloud_url`` / ``cloud_model`` default to ``$EDGEROUTE_CLOUD_URL`` / ``$EDGEROUTE_CLOUD_MODEL``; the API key
@@ -28,6 +30,9 @@ class RouterConfig:
     max_tokens: int = C.DEFAULT_MAX_TOKENS
     temperature: float = C.DEFAULT_TEMPERATURE
     hidden_states: bool = True
+    probe: bool = True
+    pregen: bool = True
+    pregen_threshold: Optional[float] = None
     threshold: Optional[float] = None
     on_unknown: str = "escalate"
     local_only: bool = False
@@ -64,6 +69,10 @@ class RouterConfig:
             (self.on_unknown in ("escalate", "accept"), f"on_unknown must be 'escalate' or 'accept'"),
             (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
+            (
+                self.pregen_threshold is None or 0.0 <= self.pregen_threshold <= 1.0,
+                f"pregen_threshold must be in [0, 1], got {self.pregen_threshold}",
+            ),
             (
                 self.energy_idle_w is None or self.energy_idle_w >= 0,
                 f"energy_idle_w must be >= 0 watts, got {self.energy_idle_w}",

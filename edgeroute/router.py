@@ -18,7 +18,7 @@ from .answer import Answer, Route, StreamEvent
 from .cloud.base import CloudAnswer, CloudBackend
 from .cloud.openai_compat import OpenAICompatBackend
 from .config import RouterConfig
-from .energy.base import EnergyReading, QueryEnergy
+from .energy.base import EnergyReading, QueryEnergy, combine
 from .energy.cputime import CpuScope
 from .energy.detect import build_monitor
 from .energy.monitor import EnergyMonitor, EnergyWindow
@@ -28,7 +28,8 @@ from .policy.base import Decision, Policy
 from .policy.calibration import Calibration, load_calibration
 from .policy.threshold import ThresholdPolicy
 from .signals.base import Signal
-from .signals.perplexity import PerplexitySignal
+from .signals import default_signals
+from .signals.probe import PregenProbe
 from .store import TraceStore
 
 log = logging.getLogger("edgeroute")
@@ -54,6 +55,7 @@ class _Work:
     confidence: Optional[float] = None
     error: Optional[str] = None
     energy_local: Optional[EnergyReading] = None
+    energy_pregen: Optional[EnergyReading] = None
     energy_cloud: Optional[EnergyReading] = None
 
 
@@ -131,7 +133,15 @@ class Router:
             )
             owned.append(cloud)
         self.cloud = cloud
-        self.signals = signals if signals is not None else [PerplexitySignal(model_sha256=self.local.fingerprint)]
+        if signals is None:
+            signals = default_signals(self.local.fingerprint, getattr(self.local, "n_embd", None), probe=cfg.probe)
+        self.signals = signals
+        #: The pre-generation probe in use (None: off, not shipped for this model, or the model has no hidden state).
+        self.pregen: Optional[PregenProbe] = None
+        if cfg.pregen and getattr(self.local, "hidden_states", False):
+            pregen = PregenProbe(model_sha256=self.local.fingerprint, n_embd=getattr(self.local, "n_embd", None),
+                                 threshold=cfg.pregen_threshold)
+            self.pregen = pregen if pregen.available else None
         #: The saved calibration in use (None: the threshold was configured or is the default).
         self.calibration: Optional[Calibration] = None
         if policy is not None:
@@ -139,8 +149,8 @@ class Router:
         elif cfg.threshold is not None:
             self.threshold_source = "configured"
         else:
-            confidence_id = getattr(self.signals[0], "confidence_id", "") if self.signals else ""
-            self.calibration = load_calibration(self.local.fingerprint, confidence_id)
+            self.calibration = load_calibration(self.local.fingerprint, self._confidence_signal().confidence_id
+                                                if self._confidence_signal() else "")
             self.threshold_source = self.calibration.describe() if self.calibration else "default"
         threshold = cfg.threshold if cfg.threshold is not None else (
             self.calibration.threshold if self.calibration else DEFAULT_THRESHOLD
@@ -258,6 +268,55 @@ class Router:
         cfg = self.config
         work = _Work(normalize(prompt), max_tokens or cfg.max_tokens, private)
         block = self._cloud_block(private)
+        route: Route
+        skip = self._pregen_skip(work) if block is None else None
+        reply = None
+        if skip is not None:
+            try:
+                reply = self._ask_cloud(work)
+            except CloudError as exc:
+                work.error = f"{type(exc).__name__}: {exc}"
+                work.warnings.append(f"{skip}, but the cloud failed ({work.error}): answered locally")
+        if reply is not None:
+            route, text, cloud_model = "cloud", reply.text, reply.model
+            reason = f"{skip}: local generation skipped"
+            work.flags.append("pregen_skip")
+            yield StreamEvent("token", text=reply.text, source="cloud")
+        else:
+            route, text, reason, cloud_model = yield from self._local_first(work, block, cancel)
+
+        work.latency_ms["total"] = (time.perf_counter() - work.t0) * 1000.0
+        answer = Answer(
+            id=work.id,
+            text=text,
+            route=route,
+            confidence=work.confidence,
+            signals=work.signals,
+            threshold=self.policy.threshold,
+            threshold_source=self.threshold_source,
+            latency_ms=work.latency_ms,
+            tokens=work.tokens,
+            energy=QueryEnergy(
+                local=combine([e for e in (work.energy_pregen, work.energy_local) if e is not None])
+                if (work.energy_pregen or work.energy_local) else EnergyReading.unmeasured(_ENERGY_OFF),
+                cloud_wait=work.energy_cloud,
+                local_tokens=work.tokens["completion"],
+            ),
+            reason=reason,
+            flags=work.flags,
+            model=self.local.name,
+            cloud_model=cloud_model,
+            created=work.created,
+            warnings=work.warnings,
+        )
+        self._trace(work, answer)
+        yield StreamEvent("done", answer=answer)
+        return answer
+
+    def _local_first(
+        self, work: _Work, block: Optional[tuple[Route, str]], cancel: Optional[threading.Event]
+    ) -> Generator[StreamEvent, None, tuple[Route, str, str, str]]:
+        """Generate locally, judge, and escalate when the policy says so and the cloud can be used."""
         generation: Optional[Generation] = None
         try:
             generation = yield from self._generate_local(work, cancel)
@@ -301,32 +360,32 @@ class Router:
                     yield StreamEvent("escalate", text=decision.reason, source="cloud")
                     yield StreamEvent("token", text=reply.text, source="cloud")
 
-        work.latency_ms["total"] = (time.perf_counter() - work.t0) * 1000.0
-        answer = Answer(
-            id=work.id,
-            text=text,
-            route=route,
-            confidence=work.confidence,
-            signals=work.signals,
-            threshold=self.policy.threshold,
-            threshold_source=self.threshold_source,
-            latency_ms=work.latency_ms,
-            tokens=work.tokens,
-            energy=QueryEnergy(
-                local=work.energy_local or EnergyReading.unmeasured(_ENERGY_OFF),
-                cloud_wait=work.energy_cloud,
-                local_tokens=work.tokens["completion"],
-            ),
-            reason=reason,
-            flags=work.flags,
-            model=self.local.name,
-            cloud_model=cloud_model,
-            created=work.created,
-            warnings=work.warnings,
-        )
-        self._trace(work, answer)
-        yield StreamEvent("done", answer=answer)
-        return answer
+        return route, text, reason, cloud_model
+
+    def _pregen_skip(self, work: _Work) -> Optional[str]:
+        """Run the pre-generation probe (prefill only); the reason to skip local generation, or None."""
+        probe = self.pregen
+        if probe is None:
+            return None
+        t = time.perf_counter()
+        with self._local_gate:
+            window = self._energy_begin("process")
+            try:
+                hidden = self.local.prompt_hidden(work.messages)
+                score = probe.score(hidden, work.messages) if hidden is not None else None
+            finally:
+                work.energy_pregen = self._energy_end(window)
+        work.latency_ms["pregen"] = (time.perf_counter() - t) * 1000.0
+        if score is None:
+            return None
+        work.signals["pregen_confidence"] = score
+        if score < probe.threshold:
+            return f"pre-generation probe: P(correct) {score:.3f} < {probe.threshold:.3f}"
+        return None
+
+    def _confidence_signal(self) -> Optional[Signal]:
+        """The signal whose value is the confidence (the last one that provides one)."""
+        return next((s for s in reversed(self.signals) if s.provides_confidence), None)
 
     def _energy_begin(self, cpu: CpuScope) -> Optional[EnergyWindow]:
         return self.energy.begin(cpu) if self.energy is not None else None
@@ -367,7 +426,12 @@ class Router:
         t = time.perf_counter()
         for signal in self.signals:
             work.signals.update(signal.compute(generation, work.messages))
-        work.confidence = work.signals.get("perplexity_confidence")
+        work.confidence = None
+        for signal in reversed(self.signals):  # the last signal that produced a confidence wins
+            key = signal.provides_confidence
+            if key is not None and key in work.signals:
+                work.confidence = work.signals[key]
+                break
         decision = self.policy.decide(work.confidence, truncated=generation.truncated)
         work.latency_ms["signals"] = (time.perf_counter() - t) * 1000.0
         return decision

@@ -44,6 +44,7 @@ class MockLocalModel(LocalModel):
         self.token_delay_s = token_delay_s
         self._queue: deque[tuple[str, Optional[list[float]], Optional[list[float]]]] = deque()
         self.calls: list[list[Message]] = []
+        self.prefills = 0
 
     @property
     def fingerprint(self) -> str:
@@ -59,6 +60,16 @@ class MockLocalModel(LocalModel):
 
     def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
         return sum(len(m["content"].split()) + 4 for m in messages)
+
+    #: The mock has "hidden states" (deterministic per prompt), so probes can be exercised against it.
+    hidden_states = True
+
+    def _hidden(self, key: str) -> np.ndarray:
+        return np.random.default_rng(abs(hash(key)) % (2**32)).standard_normal(self.n_embd).astype(np.float32)
+
+    def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
+        self.prefills += 1
+        return self._hidden("prompt:" + messages[-1]["content"])
 
     def stream(
         self,
@@ -93,7 +104,6 @@ class MockLocalModel(LocalModel):
                 if self.token_delay_s:
                     time.sleep(self.token_delay_s)
                 yield word if i == 0 else " " + word
-            rng = np.random.default_rng(abs(hash(text)) % (2**32))
             return Generation(
                 text=" ".join(words),
                 token_ids=list(range(len(words))),
@@ -104,8 +114,8 @@ class MockLocalModel(LocalModel):
                 decode_s=time.perf_counter() - t0,
                 finish_reason="length" if len(all_words) > budget else "stop",
                 truncated=len(all_words) > budget and budget < max_tokens,
-                prompt_hidden=rng.standard_normal(self.n_embd).astype(np.float32),
-                answer_hidden=rng.standard_normal(self.n_embd).astype(np.float32),
+                prompt_hidden=self._hidden("prompt:" + messages[-1]["content"]),
+                answer_hidden=self._hidden("answer:" + text),
             )
 
 

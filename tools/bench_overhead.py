@@ -93,7 +93,7 @@ def main() -> int:
         "raw_completion_tokens": raw_tok,
         "edgeroute_completion_tokens": edge_tok,
         "identical_answers": same,
-        "signals": "logprob+entropy per token, hidden states, perplexity confidence, SQLite trace",
+        "signals": "logprob+entropy per token, hidden states, perplexity + ONNX probe confidence, energy, SQLite trace",
     }
     if not args.json:
         print(file=sys.stderr)

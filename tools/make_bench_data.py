@@ -4,8 +4,9 @@ Families whose answers can be computed are generated (arithmetic, unit conversio
 sequences); the factual ones are curated by hand below (capitals, element symbols, authors, antonyms, multiple-choice
 science). Every item: ``id``, ``family``, ``question``, ``answers`` (accepted strings, first = canonical), ``split``, and for
 multiple choice ``choices`` (the options, in letter order).
-Splits are by item (a hash of the id): train 50 %, calibration 20 %, test 30 %, except the held-out families, whose
-items are all ``heldout-families`` and are never trained or calibrated on.
+Splits are by item (a hash of the question text): train 50 %, calibration 20 %, test 30 %, except the held-out families, whose
+items are all ``heldout-families`` and are never trained or calibrated on. The generated families also get
+``EXTRA_TRAIN`` further items, all in ``train`` (ids ``family-xNNNN``), for the probes.
 
     python tools/make_bench_data.py            # rewrites edgeroute/bench/data/items.jsonl and prints the sizes
 """
@@ -23,6 +24,9 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "edgeroute" / "bench" / "data" / "items.jsonl"
 SEED = 20261122
 HELDOUT_FAMILIES = ("authors", "science-mc")
+#: Extra training items for the generated families (more data for the probes), drawn with other seeds and kept
+#: only when their question appears nowhere else in the set; they are all in ``train``.
+EXTRA_TRAIN = {"arithmetic": 600, "units": 400, "logic": 400, "sequences": 400, "letters": 150, "calendar": 150}
 
 NUMBER_ONLY = "Answer with the number only."
 
@@ -210,10 +214,11 @@ WORD_NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "
                 "twelve"]
 
 
-def split_of(item_id: str, family: str) -> str:
+def split_of(question: str, family: str) -> str:
+    """By a hash of the question text, so a question that occurs twice is always in one split."""
     if family in HELDOUT_FAMILIES:
         return "heldout-families"
-    bucket = int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % 10
+    bucket = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) % 10
     return "train" if bucket < 5 else "calibration" if bucket < 7 else "test"
 
 
@@ -373,15 +378,34 @@ def build() -> list[dict[str, object]]:
             for q, choices, k in SCIENCE_MC
         ],
     }
+    generators = {"arithmetic": arithmetic, "units": units, "logic": logic, "sequences": sequences,
+                  "letters": letters, "calendar": calendar_items}
+    seen = {q for pairs in families.values() for q, _ in pairs}
+    extra: dict[str, list[tuple[str, list[str]]]] = {}
+    for family, quota in EXTRA_TRAIN.items():
+        got: list[tuple[str, list[str]]] = []
+        for round_ in range(1, 200):
+            for q, a in generators[family](random.Random(SEED + 1000 * round_)):
+                # only questions whose hash puts them in train: never a look-alike of a test/calibration item
+                if q not in seen and len(got) < quota and split_of(q, family) == "train":
+                    seen.add(q)
+                    got.append((q, a))
+            if len(got) >= quota:
+                break
+        extra[family] = got
     items = []
     for family, pairs in families.items():
         for i, (question, answers) in enumerate(pairs):
             item_id = f"{family}-{i:04d}"
             item: dict[str, object] = {"id": item_id, "family": family, "question": question, "answers": answers,
-                                       "split": split_of(item_id, family)}
+                                       "split": split_of(question, family)}
             if family == "science-mc":
                 item["choices"] = SCIENCE_MC[i][1]
             items.append(item)
+    for family, pairs in extra.items():
+        for i, (question, answers) in enumerate(pairs):
+            items.append({"id": f"{family}-x{i:04d}", "family": family, "question": question, "answers": answers,
+                          "split": "train"})
     return items
 
 

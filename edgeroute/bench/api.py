@@ -17,7 +17,9 @@ from ..policy.calibration import (
 from .datasets import load_items
 from .grading import grade
 from .report import CloudAssumptions, build_report, markdown, public
-from .runner import RunParams, rescore, run_cloud, run_local
+from .runner import RunParams, decode_vector, rescore, run_cloud, run_local
+from ..signals import default_signals
+from ..signals.probe import PregenProbe
 
 
 def _model(model: Optional[str | LocalModel]) -> tuple[LocalModel, bool]:
@@ -49,8 +51,12 @@ def run_bench(
     items = load_items(data, split)[: limit or None]
     local_model, owned = _model(model)
     try:
-        local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress)
-        local = rescore(local)
+        signals = default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None))
+        pregen = PregenProbe(model_sha256=local_model.fingerprint, n_embd=getattr(local_model, "n_embd", None))
+        hidden = len(signals) > 1 or pregen.available  # the probes need the cached hidden states
+        local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress,
+                                need_hidden=hidden)
+        local = rescore(local, items, signals)
     finally:
         if owned:
             local_model.close()
@@ -66,7 +72,10 @@ def run_bench(
             backend.close()
         cloud = CloudAssumptions(cloud.accuracy, cloud.latency_ms, cloud.price_per_1k_tokens_usd, cloud.wait_joules,
                                  f"measured: {cloud_model or 'default model'} at {cloud_url}")
-    report = build_report(items, local, cloud, cloud_records)
+    confidence_name = next(s.provides_confidence for s in reversed(signals) if s.provides_confidence)
+    report = build_report(items, local, cloud, cloud_records, confidence_signal=confidence_name)
+    if pregen.available:
+        report["pregen"] = pregen_stats(items, local, pregen, report["assumptions"]["accuracy"])
     report["split"] = split if data is None else f"{split} of {data}"
     report["model"] = info["model"]
     report["params"] = info["params"]
@@ -83,6 +92,39 @@ def run_bench(
         (out_dir / "report.json").write_text(json.dumps(public(report), indent=2), encoding="utf-8")
         report["plots"] = [str(p) for p in write_plots(report, out_dir, title)]
     return report
+
+
+def pregen_stats(
+    items: list[dict[str, Any]], local: list[dict[str, Any]], pregen: PregenProbe, cloud_accuracy: float = 1.0
+) -> dict[str, Any]:
+    """What the pre-generation probe would do on these items at its threshold: how many local generations it
+    skips, the local time and energy that saves, how many of those the local model would have got right, and the
+    change in accuracy if the skipped queries get the cloud's accuracy instead (vs local-only answering)."""
+    scores, skipped_ms, skipped_j, correct_skipped, correct_total, n_skipped = [], 0.0, 0.0, 0, 0, 0
+    for item, r in zip(items, local):
+        h = decode_vector(r.get("prompt_hidden"))
+        ok = grade(r["text"], item)
+        correct_total += ok
+        if h is None:
+            continue
+        score = pregen.score(h, [{"role": "user", "content": item["question"]}])
+        scores.append(score)
+        if score < pregen.threshold:
+            n_skipped += 1
+            skipped_ms += r["latency_ms"]
+            skipped_j += r["joules"] or 0.0
+            correct_skipped += ok
+    n = max(len(items), 1)
+    return {
+        "threshold": pregen.threshold,
+        "skip_rate": n_skipped / n,
+        "local_ms_saved_per_query": skipped_ms / n,
+        "local_joules_saved_per_query": skipped_j / n,
+        "local_time_saved_share": skipped_ms / max(sum(r["latency_ms"] for r in local), 1e-9),
+        "skipped_that_local_got_right": correct_skipped,
+        "share_of_correct_local_answers_skipped": correct_skipped / max(correct_total, 1),
+        "accuracy_change_vs_local_only": (n_skipped * cloud_accuracy - correct_skipped) / n,
+    }
 
 
 def calibrate(
@@ -104,8 +146,9 @@ def calibrate(
     items = load_items(data, "calibration" if data is None else None)
     local_model, owned = _model(model)
     try:
-        records, _ = run_local(items, local_model, params, progress=progress)
-        records = rescore(records)
+        signals = default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None))
+        records, _ = run_local(items, local_model, params, progress=progress, need_hidden=len(signals) > 1)
+        records = rescore(records, items, signals)
         fingerprint = local_model.fingerprint
     finally:
         if owned:
@@ -116,9 +159,8 @@ def calibrate(
         cal = calibrate_target_rate(conf, correct, target_cloud_rate)
     else:
         cal = calibrate_guarantee(conf, correct, epsilon, delta)
-    from ..signals.perplexity import PerplexitySignal
-
-    cal = replace(cal, model=fingerprint, confidence_id=PerplexitySignal().confidence_id,
+    confidence_signal = next(s for s in reversed(signals) if s.provides_confidence)
+    cal = replace(cal, model=fingerprint, confidence_id=confidence_signal.confidence_id,
                   source=data or "edgeroute's calibration split")
     path = save_calibration(cal, Path(out) if out else None) if save else None
     return cal, path

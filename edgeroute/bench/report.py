@@ -17,7 +17,7 @@ from .grading import grade
 #: Signals where a higher value means "less likely correct": negated before AUROC / AUPRC.
 RISK_SIGNALS = frozenset({"mean_nll", "max_nll", "mean_entropy", "log_answer_tokens", "answer_tokens"})
 #: Signals that are flags, not scores.
-SKIP_SIGNALS = frozenset({"perplexity_calibrated"})
+SKIP_SIGNALS = frozenset({"perplexity_calibrated", "pregen_confidence", "probe_novelty"})
 CONFIDENCE_SIGNAL = "perplexity_confidence"
 CPT_LEVELS = (0.5, 0.8, 0.95)
 
@@ -43,6 +43,8 @@ def build_report(
     local: Sequence[dict[str, Any]],
     cloud: CloudAssumptions = CloudAssumptions(),
     cloud_records: Optional[Sequence[dict[str, Any]]] = None,
+    *,
+    confidence_signal: str = CONFIDENCE_SIGNAL,
 ) -> dict[str, Any]:
     """The report for ``items`` given their local records (same order) and the cloud (assumed or measured)."""
     n = len(items)
@@ -109,7 +111,7 @@ def build_report(
         "local_accuracy": float(correct.mean()) if n else 0.0,
         "assumptions": asdict(cloud),
         "signals": signals,
-        "confidence_signal": CONFIDENCE_SIGNAL,
+        "confidence_signal": confidence_signal,
         "confidence_auroc": M.auroc(conf, correct),
         "confidence_auprc": M.auprc(conf, correct),
         "confidence_ece": M.ece(conf, correct),
@@ -169,6 +171,12 @@ def markdown(report: dict[str, Any], title: str) -> str:
     for p in report["curve"]:
         lines.append(f"| {p['cloud_fraction']:.1f} | {p['accuracy']:.3f} | {_fmt(p['threshold'], 2)} | "
                      f"{p['joules_per_query']:.3f} | {p['latency_ms_per_query']:.0f} | {p['cloud_cost_usd']:.4f} |")
+    if report.get("pregen"):
+        g = report["pregen"]
+        lines += ["", f"Pre-generation probe (threshold {g['threshold']:.3f}): skips {g['skip_rate']:.1%} of local "
+                  f"generations, saving {g['local_time_saved_share']:.1%} of local time "
+                  f"({g['local_joules_saved_per_query']:.3f} J per query); {g['share_of_correct_local_answers_skipped']:.1%} "
+                  "of the answers the local model got right go to the cloud instead."]
     lines += ["", "| family | n | local accuracy | confidence AUROC |", "|---|---|---|---|"]
     for fam, f in report["per_family"].items():
         lines.append(f"| {fam} | {f['n']} | {f['local_accuracy']:.3f} | {_fmt(f['confidence_auroc'])} |")

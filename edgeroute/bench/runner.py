@@ -9,6 +9,7 @@ applied to the cached features) happen at report time, so a grader fix or a refi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -19,11 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TextIO
 
+import numpy as np
 import platformdirs
 
 from .._constants import APP_NAME
 from ..cloud.base import CloudBackend
-from ..local.base import LocalModel
+from ..local.base import Generation, LocalModel
+from ..messages import Message
 
 ENV_CACHE_DIR = "EDGEROUTE_CACHE_DIR"
 
@@ -94,6 +97,38 @@ class Progress:
         self.stream.flush()
 
 
+def encode_vector(v: Optional[np.ndarray]) -> Optional[str]:
+    """float32 vector -> base64 text (for the JSONL cache); None stays None."""
+    return None if v is None else base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(s: Optional[str]) -> Optional[np.ndarray]:
+    return None if s is None else np.frombuffer(base64.b64decode(s), dtype="<f4").astype(np.float32)
+
+
+class _Capture(LocalModel):
+    """Delegates to ``inner`` and keeps the last ``Generation`` (its hidden states go into the cache)."""
+
+    def __init__(self, inner: LocalModel) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name, self.n_ctx, self.uses_gpu = inner.name, inner.n_ctx, inner.uses_gpu
+        self.last: Optional[Generation] = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return self.inner.count_prompt_tokens(messages)
+
+    def stream(self, messages, *, max_tokens, temperature=0.0, cancel=None):  # type: ignore[no-untyped-def]
+        self.last = None
+        self.last = yield from self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                                 cancel=cancel)
+        return self.last
+
+
 def run_local(
     items: Sequence[dict[str, Any]],
     model: LocalModel,
@@ -102,16 +137,24 @@ def run_local(
     use_cache: bool = True,
     progress: Optional[TextIO] = sys.stderr,
     on_generate: Optional[Callable[[str], None]] = None,
+    need_hidden: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One record per item (``id``, ``text``, ``signals``, ``confidence``, ``latency_ms``, ``completion_tokens``,
-    ``joules``, ``energy_method``, ``energy_source``) and run info (cache path, how many were generated)."""
+    ``joules``, ``energy_method``, ``energy_source``, and base64 ``prompt_hidden`` / ``answer_hidden`` when the
+    engine provides them) and run info (cache path, how many were generated). ``need_hidden`` regenerates cached
+    records that lack hidden states (made before they were cached)."""
     from ..router import Router
 
-    router = Router(local_only=True, local_model=model, trace=False)
+    capture = _Capture(model)
+    router = Router(local_only=True, local_model=capture, trace=False)
     try:
         key = cache_key("local", model.fingerprint, asdict(params))
         cache = ResultCache(cache_dir() / f"local-{key}.jsonl")
         have = cache.load() if use_cache else {}
+        if need_hidden:
+            have = {k: v for k, v in have.items() if v.get("prompt_hidden") is not None}
+        question = {i["id"]: i["question"] for i in items}
+        have = {k: v for k, v in have.items() if v.get("question") == question.get(k, v.get("question"))}
         todo = [i for i in items if i["id"] not in have]
         bar = Progress(len(todo), "local", progress if todo else None)
         for item in todo:
@@ -120,6 +163,7 @@ def run_local(
             a = router.ask(item["question"], max_tokens=params.max_tokens)
             record = {
                 "id": item["id"],
+                "question": item["question"],
                 "text": a.text,
                 "signals": a.signals,
                 "confidence": a.confidence,
@@ -129,6 +173,8 @@ def run_local(
                 "joules": a.energy.joules,
                 "energy_method": a.energy.method,
                 "energy_source": a.energy.source,
+                "prompt_hidden": encode_vector(capture.last.prompt_hidden if capture.last else None),
+                "answer_hidden": encode_vector(capture.last.answer_hidden if capture.last else None),
             }
             have[item["id"]] = record
             if use_cache:
@@ -141,18 +187,20 @@ def run_local(
     return [have[i["id"]] for i in items], info
 
 
-def rescore(records: list[dict[str, Any]], signal: Optional[Any] = None) -> list[dict[str, Any]]:
-    """Recompute ``perplexity_confidence`` (and ``confidence``) from each record's cached features with the current
-    map (``signal``: a ``PerplexitySignal``; default: the shipped one)."""
-    from ..signals.perplexity import FEATURES, PerplexitySignal
-
-    mapping = (signal or PerplexitySignal()).mapping
+def rescore(
+    records: list[dict[str, Any]], items: Sequence[dict[str, Any]], signals: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Recompute every signal that can be recomputed from the cache (``Signal.from_cache``: the perplexity map,
+    the ONNX probe) with the current files, and the confidence as the Router would pick it."""
     out = []
-    for r in records:
+    for item, r in zip(items, records):
+        messages = [{"role": "user", "content": item["question"]}]
         sig = dict(r["signals"])
-        if all(f in sig for f in FEATURES):
-            sig["perplexity_confidence"] = mapping([sig[f] for f in FEATURES])
-        out.append({**r, "signals": sig, "confidence": sig.get("perplexity_confidence")})
+        for signal in signals:
+            sig.update(signal.from_cache({**r, "signals": sig}, messages))
+        confidence = next((sig[s.provides_confidence] for s in reversed(signals)
+                           if s.provides_confidence and s.provides_confidence in sig), None)
+        out.append({**r, "signals": sig, "confidence": confidence})
     return out
 
 

@@ -94,6 +94,12 @@ class LocalModel(abc.ABC):
         Setting ``cancel`` (or closing the generator) stops at the next token and frees the model.
         """
 
+    def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
+        """The final-layer hidden state at the end of the chat-formatted prompt, computed before generating
+        (``n_embd`` floats), or None when the engine cannot provide it. Engines that can should keep the prompt's KV
+        cache so a following ``stream`` of the same messages does not evaluate the prompt again."""
+        return None
+
     def generate(
         self,
         messages: Sequence[Message],

@@ -222,6 +222,26 @@ class LlamaCppModel(LocalModel):
         llama.reset()
         return 0
 
+    def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
+        """Evaluate the prompt exactly as ``stream`` does and return its last token's hidden state. The KV cache is
+        kept: a ``stream`` of the same messages then re-evaluates only the last prompt token."""
+        if not self.hidden_states:
+            return None
+        tokens = self.prompt_token_ids(messages)
+        if len(tokens) > self.n_ctx - MIN_ANSWER_ROOM_TOKENS:
+            return None
+        lc, ctx, llama = self._lc, self._ctx, self._llama
+        with self.lock:
+            try:
+                reused = self._reuse_prefix(tokens)
+                if len(tokens) - 1 > reused:
+                    llama.eval(tokens[reused:-1])
+                lc.llama_set_embeddings(ctx, True)
+                llama.eval(tokens[-1:])
+                return self._hidden()
+            finally:
+                lc.llama_set_embeddings(ctx, False)
+
     def stream(
         self,
         messages: Sequence[Message],

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -85,6 +85,7 @@ class PerplexitySignal(Signal):
     """Perplexity-family features and their logistic confidence ``perplexity_confidence`` in [0, 1]."""
 
     name = "perplexity"
+    provides_confidence = "perplexity_confidence"
 
     def __init__(self, mapping: Optional[LogisticMap] = None, model_sha256: str = "") -> None:
         self.mapping = mapping or load_shipped_map()
@@ -103,3 +104,9 @@ class PerplexitySignal(Signal):
         out["perplexity_confidence"] = self.mapping(x)
         out["perplexity_calibrated"] = 1.0 if self.calibrated else 0.0
         return out
+
+    def from_cache(self, record: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
+        sig = record.get("signals", {})
+        if not all(f in sig for f in FEATURES):
+            return {}
+        return {"perplexity_confidence": self.mapping([sig[f] for f in FEATURES])}

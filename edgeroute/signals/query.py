@@ -1,0 +1,37 @@
+"""Query features: cheap numbers about the question itself, known before any token is generated."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+from ..messages import Message
+
+QUERY_FEATURES = (
+    "q_log_chars", "q_log_words", "q_digit_frac", "q_log_numbers", "q_upper_frac", "q_ends_question",
+    "q_what", "q_which", "q_who", "q_how", "q_yes_no", "q_quoted", "q_log_turns",
+)
+_STARTS = {"q_what": "what", "q_which": "which", "q_who": "who", "q_how": "how"}
+_YES_NO = re.compile(r"^(is|are|does|do|can|was|were|will|has|have)\b")
+
+
+def query_features(messages: Sequence[Message]) -> list[float]:
+    """``QUERY_FEATURES`` for the last user message (and the number of turns), in that order."""
+    text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    lower = text.strip().lower()
+    n = max(len(text), 1)
+    out = {
+        "q_log_chars": math.log1p(len(text)),
+        "q_log_words": math.log1p(len(text.split())),
+        "q_digit_frac": sum(c.isdigit() for c in text) / n,
+        "q_log_numbers": math.log1p(len(re.findall(r"\d+", text))),
+        "q_upper_frac": sum(c.isupper() for c in text) / n,
+        "q_ends_question": 1.0 if "?" in text else 0.0,
+        "q_yes_no": 1.0 if _YES_NO.match(lower) else 0.0,
+        "q_quoted": 1.0 if re.search(r"['\"“‘].+['\"”’]", text) else 0.0,
+        "q_log_turns": math.log1p(len(messages)),
+    }
+    for key, word in _STARTS.items():
+        out[key] = 1.0 if lower.startswith(word) else 0.0
+    return [float(out[k]) for k in QUERY_FEATURES]
