@@ -149,8 +149,8 @@ class Router:
         elif cfg.threshold is not None:
             self.threshold_source = "configured"
         else:
-            self.calibration = load_calibration(self.local.fingerprint, self._confidence_signal().confidence_id
-                                                if self._confidence_signal() else "")
+            source = self._confidence_signal()
+            self.calibration = load_calibration(self.local.fingerprint, source.confidence_id if source else "")
             self.threshold_source = self.calibration.describe() if self.calibration else "default"
         threshold = cfg.threshold if cfg.threshold is not None else (
             self.calibration.threshold if self.calibration else DEFAULT_THRESHOLD
