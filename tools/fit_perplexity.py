@@ -19,30 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from _fitting import fit_logistic
 from edgeroute.bench.datasets import load_items
 from edgeroute.bench.grading import grade
 from edgeroute.bench.metrics import auroc
 from edgeroute.bench.runner import RunParams, run_local
 from edgeroute.local.llama import LlamaCppModel
 from edgeroute.signals.perplexity import FEATURES, LogisticMap
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> tuple[np.ndarray, float]:
-    """Newton-IRLS logistic regression with an L2 penalty on the weights (not the intercept)."""
-    n, d = x.shape
-    xb = np.hstack([np.ones((n, 1)), x])
-    w = np.zeros(d + 1)
-    penalty = np.eye(d + 1) * l2
-    penalty[0, 0] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -40, 40)))
-        grad = xb.T @ (p - y) + penalty @ w
-        hess = xb.T @ (xb * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(d + 1)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w[1:], float(w[0])
 
 
 def dataset(model: LlamaCppModel, split: str, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:

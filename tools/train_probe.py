@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from _fitting import fit_logistic as _fit_logistic
+from _fitting import sigmoid
 from edgeroute.bench.datasets import load_items
 from edgeroute.bench.grading import grade
 from edgeroute.bench.metrics import auroc
@@ -76,25 +78,8 @@ def matrix(d: dict[str, np.ndarray], kind: str) -> np.ndarray:
 
 
 # --- models ----------------------------------------------------------------------------------------------------------
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
-
-
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 60) -> tuple[np.ndarray, float]:
-    n, d = x.shape
-    xb = np.hstack([np.ones((n, 1)), x])
-    w = np.zeros(d + 1)
-    penalty = np.eye(d + 1) * l2
-    penalty[0, 0] = 0.0
-    for _ in range(iters):
-        p = sigmoid(xb @ w)
-        grad = xb.T @ (p - y) + penalty @ w
-        hess = xb.T @ (xb * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(d + 1)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-7:
-            break
-    return w[1:], float(w[0])
+    return _fit_logistic(x, y, l2, iters=iters, tol=1e-7)
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, hidden: int, wd: float, epochs: int, seed: int) -> dict[str, np.ndarray]:
