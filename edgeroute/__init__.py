@@ -36,6 +36,7 @@ from .config import RouterConfig
 from .energy import EnergyMeter, EnergyMonitor, EnergyReading, QueryEnergy
 from .local import Generation, LlamaCppModel, LocalModel
 from .policy import Decision, Policy, ThresholdPolicy
+from .privacy import PrivacyDetector
 from .router import AnswerStream, Router
 from .signals import PerplexitySignal, Signal
 from .store import TraceStore
@@ -76,6 +77,7 @@ __all__ = [
     "OpenAICompatBackend",
     "PerplexitySignal",
     "Policy",
+    "PrivacyDetector",
     "PromptTooLongError",
     "QueryEnergy",
     "Router",

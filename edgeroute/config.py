@@ -44,6 +44,8 @@ class RouterConfig:
     trace: bool = True
     trace_path: Optional[str] = None
     store_prompts: bool = False
+    privacy_detect: bool = True
+    privacy_kinds: Optional[tuple[str, ...]] = None
     energy: bool = True
     energy_meters: Optional[tuple[str, ...]] = None
     energy_idle_w: Optional[float] = None
@@ -54,6 +56,9 @@ class RouterConfig:
             object.__setattr__(self, "cloud_url", os.environ[C.ENV_CLOUD_URL])
         if self.cloud_model is None:
             object.__setattr__(self, "cloud_model", os.environ.get(C.ENV_CLOUD_MODEL) or C.DEFAULT_CLOUD_MODEL)
+        if self.privacy_kinds is not None and not isinstance(self.privacy_kinds, tuple):
+            kinds = self.privacy_kinds
+            object.__setattr__(self, "privacy_kinds", (kinds,) if isinstance(kinds, str) else tuple(kinds))
         if self.energy_meters is not None and not isinstance(self.energy_meters, tuple):
             meters = self.energy_meters
             object.__setattr__(self, "energy_meters", (meters,) if isinstance(meters, str) else tuple(meters))

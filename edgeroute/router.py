@@ -28,6 +28,7 @@ from .policy.base import Decision, Policy
 from .policy.calibration import Calibration, load_calibration
 from .policy.threshold import ThresholdPolicy
 from .signals.base import Signal
+from .privacy import PrivacyDetector
 from .signals import default_signals
 from .signals.probe import PregenProbe
 from .store import TraceStore
@@ -169,6 +170,8 @@ class Router:
             )
             owned.append(energy_monitor)
         self.energy = energy_monitor
+        #: The privacy gate's detector (None when ``privacy_detect=False``): matches never leave the device.
+        self.privacy: Optional[PrivacyDetector] = PrivacyDetector(cfg.privacy_kinds) if cfg.privacy_detect else None
         #: Local generations run one at a time (the model has one context); energy windows open inside this gate
         #: so a query waiting for the model is not charged for another query's compute.
         self._local_gate = threading.Lock()
@@ -252,10 +255,15 @@ class Router:
         self.close()
 
     # --- the pipeline ---------------------------------------------------------------------------------------
-    def _cloud_block(self, private: bool) -> Optional[tuple[Route, str]]:
+    def _cloud_block(self, work: _Work) -> Optional[tuple[Route, str]]:
         """Why the cloud cannot be used for this query (route to report, reason), or None when it can."""
-        if private:
+        if work.private:
             return "local", "private prompt: kept on the device"
+        if self.privacy is not None:
+            kinds = self.privacy.kinds_in([m["content"] for m in work.messages])
+            if kinds:
+                work.flags.append("sensitive")
+                return "local", f"sensitive data detected ({', '.join(kinds)}): kept on the device"
         if self.config.local_only:
             return "local", "local_only: escalation disabled"
         if self.cloud is None:
@@ -267,7 +275,7 @@ class Router:
     ) -> Generator[StreamEvent, None, Answer]:
         cfg = self.config
         work = _Work(normalize(prompt), max_tokens or cfg.max_tokens, private)
-        block = self._cloud_block(private)
+        block = self._cloud_block(work)
         route: Route
         skip = self._pregen_skip(work) if block is None else None
         reply = None
