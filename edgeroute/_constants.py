@@ -38,6 +38,13 @@ DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
 #: Seconds to wait for the whole cloud answer.
 DEFAULT_READ_TIMEOUT_S = 60.0
+#: Retries after the first cloud request (so at most 1 + this many requests per query).
+DEFAULT_CLOUD_MAX_RETRIES = 2
+#: Seconds a query may spend on cloud attempts and waits between them, all retries included.
+DEFAULT_CLOUD_DEADLINE_S = 30.0
+#: First backoff ceiling, seconds; doubles per retry up to ``MAX_BACKOFF_S`` (full jitter: a uniform draw below it).
+BASE_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
 
 # --- trace store -----------------------------------------------------------------------------------------------
 TRACE_DB_NAME = "traces.sqlite3"

@@ -94,9 +94,11 @@ class CloudTimeoutError(CloudError):
 class CloudHTTPError(CloudError):
     """The cloud answered with a non-2xx status."""
 
-    def __init__(self, message: str, *, status_code: int) -> None:
+    def __init__(self, message: str, *, status_code: int, retry_after_s: "float | None" = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        #: The server's Retry-After, in seconds, when it sent a usable one.
+        self.retry_after_s = retry_after_s
 
 
 class CloudAuthError(CloudHTTPError):

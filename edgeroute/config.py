@@ -41,6 +41,8 @@ class RouterConfig:
     cloud_api_key_env: str = C.ENV_CLOUD_API_KEY
     connect_timeout_s: float = C.DEFAULT_CONNECT_TIMEOUT_S
     read_timeout_s: float = C.DEFAULT_READ_TIMEOUT_S
+    cloud_max_retries: int = C.DEFAULT_CLOUD_MAX_RETRIES
+    cloud_deadline_s: float = C.DEFAULT_CLOUD_DEADLINE_S
     trace: bool = True
     trace_path: Optional[str] = None
     store_prompts: bool = False
@@ -74,6 +76,8 @@ class RouterConfig:
             (self.on_unknown in ("escalate", "accept"), f"on_unknown must be 'escalate' or 'accept'"),
             (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
+            (self.cloud_max_retries >= 0, f"cloud_max_retries must be >= 0, got {self.cloud_max_retries}"),
+            (self.cloud_deadline_s > 0, f"cloud_deadline_s must be > 0 seconds, got {self.cloud_deadline_s}"),
             (
                 self.pregen_threshold is None or 0.0 <= self.pregen_threshold <= 1.0,
                 f"pregen_threshold must be in [0, 1], got {self.pregen_threshold}",

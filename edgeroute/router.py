@@ -17,6 +17,7 @@ from ._errors import CloudError, ConfigError, PromptTooLongError, StoreError
 from .answer import Answer, Route, StreamEvent
 from .cloud.base import CloudAnswer, CloudBackend
 from .cloud.openai_compat import OpenAICompatBackend
+from .cloud.retry import RetryingBackend
 from .config import RouterConfig
 from .energy.base import EnergyReading, QueryEnergy, combine
 from .energy.cputime import CpuScope
@@ -125,12 +126,16 @@ class Router:
             owned.append(local_model)
         self.local = local_model
         if cloud is None and cfg.cloud_url and not cfg.local_only:
-            cloud = OpenAICompatBackend(
-                cfg.cloud_url,
-                cfg.cloud_model or "",
-                api_key_env=cfg.cloud_api_key_env,
-                connect_timeout_s=cfg.connect_timeout_s,
-                read_timeout_s=cfg.read_timeout_s,
+            cloud = RetryingBackend(
+                OpenAICompatBackend(
+                    cfg.cloud_url,
+                    cfg.cloud_model or "",
+                    api_key_env=cfg.cloud_api_key_env,
+                    connect_timeout_s=cfg.connect_timeout_s,
+                    read_timeout_s=cfg.read_timeout_s,
+                ),
+                max_retries=cfg.cloud_max_retries,
+                deadline_s=cfg.cloud_deadline_s,
             )
             owned.append(cloud)
         self.cloud = cloud

@@ -21,6 +21,7 @@ from .._errors import (
 )
 from ..messages import Message
 from .base import CloudAnswer, CloudBackend
+from .retry import parse_retry_after
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -56,7 +57,8 @@ class OpenAICompatBackend(CloudBackend):
     """POSTs ``{base_url}/chat/completions``. ``base_url`` includes the API prefix, e.g. ``.../v1``.
 
     The API key is read from ``api_key`` or the environment variable ``api_key_env``; it is sent only in the
-    Authorization header and never logged or stored. ``transport`` exists for fault-injection tests.
+    Authorization header and never logged or stored. ``transport`` exists for fault-injection tests. It makes
+    exactly one request per call: retries belong to ``RetryingBackend``.
     """
 
     name = "openai-compatible"
@@ -108,6 +110,7 @@ class OpenAICompatBackend(CloudBackend):
             raise CloudHTTPError(
                 f"{self.base_url} answered {response.status_code}: {_error_detail(response)}",
                 status_code=response.status_code,
+                retry_after_s=parse_retry_after(response.headers),
             )
         try:
             body = response.json()
