@@ -45,6 +45,14 @@ DEFAULT_CLOUD_DEADLINE_S = 30.0
 #: First backoff ceiling, seconds; doubles per retry up to ``MAX_BACKOFF_S`` (full jitter: a uniform draw below it).
 BASE_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
+#: Consecutive failed cloud calls (retries included) that open the circuit: the cloud is then treated as offline.
+BREAKER_FAILURES = 3
+#: Seconds the circuit stays open before one probe request may test the cloud again (doubles after a failed probe).
+BREAKER_COOLDOWN_S = 15.0
+#: Longest cooldown, seconds.
+BREAKER_MAX_COOLDOWN_S = 300.0
+#: Timeout of the half-open probe request, seconds.
+BREAKER_PROBE_TIMEOUT_S = 3.0
 
 # --- trace store -----------------------------------------------------------------------------------------------
 TRACE_DB_NAME = "traces.sqlite3"

@@ -17,6 +17,7 @@ from ._errors import CloudError, ConfigError, PromptTooLongError, StoreError
 from .answer import Answer, Route, StreamEvent
 from .cloud.base import CloudAnswer, CloudBackend
 from .cloud.openai_compat import OpenAICompatBackend
+from .cloud.breaker import CircuitBreaker
 from .cloud.retry import RetryingBackend
 from .config import RouterConfig
 from .energy.base import EnergyReading, QueryEnergy, combine
@@ -126,7 +127,7 @@ class Router:
             owned.append(local_model)
         self.local = local_model
         if cloud is None and cfg.cloud_url and not cfg.local_only:
-            cloud = RetryingBackend(
+            cloud = CircuitBreaker(RetryingBackend(
                 OpenAICompatBackend(
                     cfg.cloud_url,
                     cfg.cloud_model or "",
@@ -136,7 +137,7 @@ class Router:
                 ),
                 max_retries=cfg.cloud_max_retries,
                 deadline_s=cfg.cloud_deadline_s,
-            )
+            ))
             owned.append(cloud)
         self.cloud = cloud
         if signals is None:

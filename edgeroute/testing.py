@@ -129,13 +129,18 @@ class MockCloud(CloudBackend):
         self.default = default
         self._queue: deque[Union[str, CloudError]] = deque()
         self.requests: list[list[Message]] = []
+        #: The ``timeout_s`` of each request (None: the backend's own timeouts).
+        self.timeouts: list[Optional[float]] = []
 
     def enqueue(self, item: Union[str, CloudError]) -> None:
         """Queue an answer text, or an error to raise."""
         self._queue.append(item)
 
-    def complete(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0) -> CloudAnswer:
+    def complete(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None
+    ) -> CloudAnswer:
         self.requests.append(list(messages))
+        self.timeouts.append(timeout_s)
         item = self._queue.popleft() if self._queue else self.default
         if isinstance(item, CloudError):
             raise item

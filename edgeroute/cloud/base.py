@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 from ..messages import Message
 
@@ -30,8 +31,11 @@ class CloudBackend(abc.ABC):
     model: str = ""
 
     @abc.abstractmethod
-    def complete(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0) -> CloudAnswer:
-        """Return the cloud's answer to ``messages``."""
+    def complete(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None
+    ) -> CloudAnswer:
+        """Return the cloud's answer to ``messages``. ``timeout_s`` caps this one request (seconds) below the
+        backend's own timeouts, e.g. for a circuit breaker's probe."""
 
     def close(self) -> None:
         """Release connections. Idempotent."""

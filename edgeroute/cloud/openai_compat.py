@@ -92,11 +92,14 @@ class OpenAICompatBackend(CloudBackend):
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAICompatBackend(base_url={self.base_url!r}, model={self.model!r})"
 
-    def complete(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0) -> CloudAnswer:
+    def complete(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None
+    ) -> CloudAnswer:
         payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         t0 = time.perf_counter()
         try:
-            response = self._client.post("/chat/completions", json=payload)
+            extra = {"timeout": httpx.Timeout(timeout_s)} if timeout_s is not None else {}
+            response = self._client.post("/chat/completions", json=payload, **extra)
         except httpx.TimeoutException as exc:
             raise CloudTimeoutError(f"{self.base_url}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:

@@ -91,14 +91,16 @@ class RetryingBackend(CloudBackend):
         #: Why the backend is disabled (an auth failure), or None.
         self.disabled: Optional[str] = None
 
-    def complete(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0) -> CloudAnswer:
+    def complete(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None
+    ) -> CloudAnswer:
         if self.disabled is not None:
             raise CloudAuthError(f"cloud disabled until its configuration changes: {self.disabled}", status_code=401)
         start = self._clock()
         attempt = 0
         while True:
             try:
-                return self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature)
+                return self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s)
             except CloudAuthError as exc:
                 with self._lock:
                     self.disabled = str(exc)
