@@ -98,8 +98,8 @@ class OpenAICompatBackend(CloudBackend):
         payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         t0 = time.perf_counter()
         try:
-            extra = {"timeout": httpx.Timeout(timeout_s)} if timeout_s is not None else {}
-            response = self._client.post("/chat/completions", json=payload, **extra)
+            timeout = httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
+            response = self._client.post("/chat/completions", json=payload, timeout=timeout)
         except httpx.TimeoutException as exc:
             raise CloudTimeoutError(f"{self.base_url}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
