@@ -147,3 +147,18 @@ def test_router_degrades_to_local_after_exhausted_retries_and_counts_requests():
     local.enqueue("maybe Lyon", logprobs=[-3.0, -3.0])
     a = Router(local_model=local, cloud=cloud, trace=False).ask("What is the capital of France?")
     assert a.route == "local-offline" and "offline" in a.flags and "503" in a.reason and len(sent) == 3
+
+
+def test_a_per_request_timeout_reaches_the_http_request():
+    seen = []
+
+    def handler(request):
+        seen.append(request.extensions["timeout"])
+        return ok()
+
+    backend = OpenAICompatBackend("http://cloud.test/v1", "m", transport=httpx.MockTransport(handler),
+                                  connect_timeout_s=3.0, read_timeout_s=60.0)
+    backend.complete(MSGS, max_tokens=4, timeout_s=1.5)
+    backend.complete(MSGS, max_tokens=4)
+    assert seen[0]["read"] == 1.5 and seen[0]["connect"] == 1.5
+    assert seen[1]["read"] == 60.0 and seen[1]["connect"] == 3.0
