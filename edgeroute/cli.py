@@ -184,6 +184,26 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .router import Router
+    from .server import EdgerouteServer
+
+    token = os.environ.get(args.token_env) or None
+    with Router(**_router_options(args)) as router:
+        server = EdgerouteServer(router, args.host, args.port, token=token)
+        guard = "bearer token required" if token else f"no token (set ${args.token_env} to require one)"
+        print(f"edgeroute serve: {server.url}/v1 ({guard}); Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeroute", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle", type=float, metavar="SECONDS", help="also measure the idle power over SECONDS (needs a real meter)"
     )
     energy.set_defaults(func=_cmd_energy)
+
+    serve = sub.add_parser("serve", help="an OpenAI-compatible endpoint backed by the router")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    serve.add_argument("--token-env", default="EDGEROUTE_SERVE_TOKEN",
+                       help="environment variable holding the bearer token clients must send (unset: none)")
+    routing_args(serve)
+    serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
     bench.add_argument("--split", default="test", help="train | calibration | test | heldout-families | all")
