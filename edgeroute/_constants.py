@@ -33,6 +33,8 @@ DEFAULT_THRESHOLD = 0.5
 ENV_CLOUD_URL = "EDGEROUTE_CLOUD_URL"
 ENV_CLOUD_MODEL = "EDGEROUTE_CLOUD_MODEL"
 ENV_CLOUD_API_KEY = "EDGEROUTE_CLOUD_API_KEY"
+#: Path of the TOML config file (default: config.toml in the platform's user config directory).
+ENV_CONFIG = "EDGEROUTE_CONFIG"
 DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
 #: Seconds to establish a TCP/TLS connection to the cloud.
 DEFAULT_CONNECT_TIMEOUT_S = 3.0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from . import _constants as C
@@ -36,6 +38,7 @@ class RouterConfig:
     threshold: Optional[float] = None
     on_unknown: str = "escalate"
     local_only: bool = False
+    cloud_provider: str = "openai"
     cloud_url: Optional[str] = None
     cloud_model: Optional[str] = None
     cloud_api_key_env: str = C.ENV_CLOUD_API_KEY
@@ -76,6 +79,11 @@ class RouterConfig:
             (self.on_unknown in ("escalate", "accept"), f"on_unknown must be 'escalate' or 'accept'"),
             (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
+            (
+                self.cloud_provider in ("openai", "anthropic"),
+                f"cloud_provider must be 'openai' (any OpenAI-compatible server) or 'anthropic', "
+                f"got {self.cloud_provider!r}",
+            ),
             (self.cloud_max_retries >= 0, f"cloud_max_retries must be >= 0, got {self.cloud_max_retries}"),
             (self.cloud_deadline_s > 0, f"cloud_deadline_s must be > 0 seconds, got {self.cloud_deadline_s}"),
             (
@@ -110,3 +118,38 @@ class RouterConfig:
 
     def replace(self, **changes: Any) -> "RouterConfig":
         return dataclasses.replace(self, **changes)
+
+
+def config_path() -> Path:
+    """``$EDGEROUTE_CONFIG`` or ``config.toml`` in the platform's user config directory for edgeroute."""
+    env = os.environ.get(C.ENV_CONFIG)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(C.APP_NAME)) / "config.toml"
+
+
+def load_config_file(path: Optional[Path] = None) -> dict[str, Any]:
+    """The ``RouterConfig`` keys set in the config file (empty when there is none).
+
+    TOML, top-level keys or a ``[router]`` table, named like ``RouterConfig``'s fields; API keys do not belong
+    there (only the name of the environment variable that holds one, ``cloud_api_key_env``). Precedence:
+    arguments > environment (``$EDGEROUTE_CLOUD_URL``, ``$EDGEROUTE_CLOUD_MODEL``) > this file > defaults.
+    """
+    target = path or config_path()
+    if not target.is_file():
+        return {}
+    try:
+        data = tomllib.loads(target.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {target}: {exc}") from exc
+    values = data.get("router", data)
+    known = {f.name for f in dataclasses.fields(RouterConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{target}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+    for var, key in ((C.ENV_CLOUD_URL, "cloud_url"), (C.ENV_CLOUD_MODEL, "cloud_model")):
+        if os.environ.get(var):
+            values.pop(key, None)  # the environment wins over the file
+    return dict(values)

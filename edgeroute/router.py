@@ -19,7 +19,7 @@ from .cloud.base import CloudAnswer, CloudBackend
 from .cloud.openai_compat import OpenAICompatBackend
 from .cloud.breaker import CircuitBreaker
 from .cloud.retry import RetryingBackend
-from .config import RouterConfig
+from .config import RouterConfig, load_config_file
 from .energy.base import EnergyReading, QueryEnergy, combine
 from .energy.cputime import CpuScope
 from .energy.detect import build_monitor
@@ -91,6 +91,18 @@ class AnswerStream:
         self.close()
 
 
+def make_provider(cfg: RouterConfig) -> CloudBackend:
+    """The provider named by ``cfg.cloud_provider``, configured from ``cfg`` (one file per provider)."""
+    common = dict(api_key_env=cfg.cloud_api_key_env, connect_timeout_s=cfg.connect_timeout_s,
+                  read_timeout_s=cfg.read_timeout_s)
+    assert cfg.cloud_url is not None
+    if cfg.cloud_provider == "anthropic":
+        from .cloud.anthropic import AnthropicBackend
+
+        return AnthropicBackend(cfg.cloud_model or "", base_url=cfg.cloud_url, **common)  # type: ignore[arg-type]
+    return OpenAICompatBackend(cfg.cloud_url, cfg.cloud_model or "", **common)  # type: ignore[arg-type]
+
+
 class Router:
     """Answers on the device first and escalates to the cloud only when the local answer looks wrong.
 
@@ -113,9 +125,13 @@ class Router:
         energy_monitor: Optional[EnergyMonitor] = None,
         **options: Any,
     ) -> None:
-        base = config or RouterConfig()
-        fields = {**options, "local_only": local_only or base.local_only}
-        self.config = base.replace(**fields) if config else RouterConfig.from_kwargs(**fields)
+        if config is not None:
+            self.config = config.replace(**{**options, "local_only": local_only or config.local_only})
+        else:
+            file_values = load_config_file()
+            fields = {**file_values, **options}
+            fields["local_only"] = local_only or bool(fields.get("local_only", False))
+            self.config = RouterConfig.from_kwargs(**fields)
         cfg = self.config
         owned: list[Any] = []  # parts this Router created, and so closes
         if local_model is None:
@@ -128,15 +144,7 @@ class Router:
         self.local = local_model
         if cloud is None and cfg.cloud_url and not cfg.local_only:
             cloud = CircuitBreaker(RetryingBackend(
-                OpenAICompatBackend(
-                    cfg.cloud_url,
-                    cfg.cloud_model or "",
-                    api_key_env=cfg.cloud_api_key_env,
-                    connect_timeout_s=cfg.connect_timeout_s,
-                    read_timeout_s=cfg.read_timeout_s,
-                ),
-                max_retries=cfg.cloud_max_retries,
-                deadline_s=cfg.cloud_deadline_s,
+                make_provider(cfg), max_retries=cfg.cloud_max_retries, deadline_s=cfg.cloud_deadline_s
             ))
             owned.append(cloud)
         self.cloud = cloud

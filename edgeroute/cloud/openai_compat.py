@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -11,27 +10,10 @@ from typing import Any, Optional
 import httpx
 
 from .._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, ENV_CLOUD_API_KEY
-from .._errors import (
-    CloudAuthError,
-    CloudHTTPError,
-    CloudResponseError,
-    CloudTimeoutError,
-    CloudUnreachableError,
-    ConfigError,
-)
+from .._errors import CloudResponseError, ConfigError
 from ..messages import Message
+from ._http import post_json
 from .base import CloudAnswer, CloudBackend
-from .retry import parse_retry_after
-
-
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        err = body.get("error", body) if isinstance(body, dict) else body
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        return str(msg)[:300]
-    except (ValueError, AttributeError):
-        return response.text[:300]
 
 
 def parse_chat_completion(body: Any) -> tuple[str, str, int, int, str]:
@@ -97,31 +79,7 @@ class OpenAICompatBackend(CloudBackend):
     ) -> CloudAnswer:
         payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         t0 = time.perf_counter()
-        try:
-            timeout = httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
-            response = self._client.post("/chat/completions", json=payload, timeout=timeout)
-        except httpx.TimeoutException as exc:
-            raise CloudTimeoutError(f"{self.base_url}: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise CloudUnreachableError(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code in (401, 403):
-            raise CloudAuthError(
-                f"{self.base_url} rejected the credentials ({response.status_code}): {_error_detail(response)}",
-                status_code=response.status_code,
-            )
-        if not response.is_success:
-            raise CloudHTTPError(
-                f"{self.base_url} answered {response.status_code}: {_error_detail(response)}",
-                status_code=response.status_code,
-                retry_after_s=parse_retry_after(response.headers),
-            )
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CloudResponseError(
-                f"{self.base_url} answered {response.status_code} with a body that is not JSON "
-                f"(content-type {response.headers.get('content-type', '?')!r})"
-            ) from None
+        body = post_json(self._client, self.base_url, "/chat/completions", payload, timeout_s)
         text, model, n_in, n_out, finish = parse_chat_completion(body)
         return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish)
 

@@ -1,0 +1,52 @@
+"""One JSON POST with every failure mapped to a typed ``CloudError`` (shared by the HTTP providers)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import httpx
+
+from .._errors import CloudAuthError, CloudHTTPError, CloudResponseError, CloudTimeoutError, CloudUnreachableError
+from .retry import parse_retry_after
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The provider's error message, shortened (both OpenAI's and Anthropic's error shapes)."""
+    try:
+        body = response.json()
+        err = body.get("error", body) if isinstance(body, dict) else body
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        return str(msg)[:300]
+    except (ValueError, AttributeError):
+        return response.text[:300]
+
+
+def post_json(client: httpx.Client, base_url: str, path: str, payload: dict[str, Any],
+              timeout_s: Optional[float]) -> Any:
+    """POST ``payload`` and return the decoded JSON body; exactly one request, never a retry."""
+    try:
+        timeout = httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
+        response = client.post(path, json=payload, timeout=timeout)
+    except httpx.TimeoutException as exc:
+        raise CloudTimeoutError(f"{base_url}: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:
+        raise CloudUnreachableError(f"{base_url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code in (401, 403):
+        raise CloudAuthError(
+            f"{base_url} rejected the credentials ({response.status_code}): {error_detail(response)}",
+            status_code=response.status_code,
+        )
+    if not response.is_success:
+        raise CloudHTTPError(
+            f"{base_url} answered {response.status_code}: {error_detail(response)}",
+            status_code=response.status_code,
+            retry_after_s=parse_retry_after(response.headers),
+        )
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CloudResponseError(
+            f"{base_url} answered {response.status_code} with a body that is not JSON "
+            f"(content-type {response.headers.get('content-type', '?')!r})"
+        ) from None
