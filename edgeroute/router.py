@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+import httpx
 
 from ._constants import DEFAULT_THRESHOLD
 from ._errors import CloudError, ConfigError, PromptTooLongError, StoreError
@@ -91,6 +94,12 @@ class AnswerStream:
         self.close()
 
 
+def needs_key(url: str) -> bool:
+    """Remote endpoints need an API key; a server on this machine (llama.cpp, Ollama, vLLM) usually does not."""
+    host = (httpx.URL(url).host or "").lower()
+    return host not in ("localhost", "127.0.0.1", "::1", "[::1]") and not host.endswith(".localhost")
+
+
 def make_provider(cfg: RouterConfig) -> CloudBackend:
     """The provider named by ``cfg.cloud_provider``, configured from ``cfg`` (one file per provider)."""
     common = dict(api_key_env=cfg.cloud_api_key_env, connect_timeout_s=cfg.connect_timeout_s,
@@ -142,7 +151,13 @@ class Router:
             )
             owned.append(local_model)
         self.local = local_model
-        if cloud is None and cfg.cloud_url and not cfg.local_only:
+        #: Why the configured cloud is not used at all (e.g. no API key for a remote endpoint), or "".
+        self.cloud_disabled = ""
+        if cloud is None and cfg.cloud_url and not cfg.local_only and needs_key(cfg.cloud_url) \
+                and not os.environ.get(cfg.cloud_api_key_env):
+            self.cloud_disabled = f"no API key in ${cfg.cloud_api_key_env} for {cfg.cloud_url}: cloud disabled"
+            log.warning("edgeroute: %s; answering locally", self.cloud_disabled)
+        elif cloud is None and cfg.cloud_url and not cfg.local_only:
             cloud = CircuitBreaker(RetryingBackend(
                 make_provider(cfg), max_retries=cfg.cloud_max_retries, deadline_s=cfg.cloud_deadline_s
             ))
@@ -281,6 +296,8 @@ class Router:
         if self.config.local_only:
             return "local", "local_only: escalation disabled"
         if self.cloud is None:
+            if self.cloud_disabled:
+                return "local-offline", self.cloud_disabled
             return "local-offline", "cloud not configured (set cloud_url or $EDGEROUTE_CLOUD_URL)"
         return None
 

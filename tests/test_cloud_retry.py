@@ -162,3 +162,18 @@ def test_a_per_request_timeout_reaches_the_http_request():
     backend.complete(MSGS, max_tokens=4)
     assert seen[0]["read"] == 1.5 and seen[0]["connect"] == 1.5
     assert seen[1]["read"] == 60.0 and seen[1]["connect"] == 3.0
+
+
+def test_a_remote_cloud_without_an_api_key_is_disabled_up_front(monkeypatch):
+    """RELIABILITY row 32: no key for a remote endpoint -> cloud disabled, local only, the reason in the answer."""
+    from edgeroute import Router
+
+    monkeypatch.delenv("EDGEROUTE_CLOUD_API_KEY", raising=False)
+    local = MockLocalModel()
+    local.enqueue("maybe Lyon", logprobs=[-3.0, -3.0])
+    router = Router(local_model=local, trace=False, cloud_url="https://api.example.com/v1")
+    assert router.cloud is None
+    a = router.ask("What is the capital of France?")
+    assert a.route == "local-offline" and "no API key in $EDGEROUTE_CLOUD_API_KEY" in a.reason
+    # a server on this machine needs no key
+    assert Router(local_model=local, trace=False, cloud_url="http://127.0.0.1:8080/v1").cloud is not None
