@@ -18,7 +18,8 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
     │   ├── CloudTimeoutError        connect or read timeout
     │   ├── CloudHTTPError           a non-2xx status; ``status_code`` says which
     │   │   └── CloudAuthError       401 / 403
-    │   └── CloudResponseError       a 2xx whose body is not a chat completion
+    │   ├── CloudResponseError       a 2xx whose body is not a chat completion
+    │   └── CloudStreamError         a streamed answer broke after it started (never retried silently)
     ├── EnergyError                  a meter cannot give a valid reading (absent, permission denied, bad window);
     │                                the Router falls back to another meter or the estimate and says so
     ├── DatasetError                 a benchmark/calibration JSONL is unreadable or malformed (names the line)
@@ -107,6 +108,10 @@ class CloudAuthError(CloudHTTPError):
 
 class CloudResponseError(CloudError):
     """A 2xx answer whose body is not a valid chat completion."""
+
+
+class CloudStreamError(CloudError):
+    """A streamed cloud answer broke off (dropped connection, SSE error event, unreadable chunk)."""
 
 
 class EnergyError(EdgeRouteError):

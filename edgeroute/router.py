@@ -309,18 +309,19 @@ class Router:
         block = self._cloud_block(work)
         route: Route
         skip = self._pregen_skip(work) if block is None else None
-        reply = None
+        reply: Optional[CloudAnswer] = None
+        pieces: list[str] = []
         if skip is not None:
-            try:
-                reply = self._ask_cloud(work)
-            except CloudError as exc:
-                work.error = f"{type(exc).__name__}: {exc}"
+            reply, pieces, cloud_exc = yield from self._cloud_stream(work, None)
+            if cloud_exc is not None and not pieces:
                 work.warnings.append(f"{skip}, but the cloud failed ({work.error}): answered locally")
-        if reply is not None:
-            route, text, cloud_model = "cloud", reply.text, reply.model
+        if reply is not None or pieces:
+            route, text = "cloud", reply.text if reply is not None else "".join(pieces)
+            cloud_model = reply.model if reply is not None else ""
             reason = f"{skip}: local generation skipped"
+            if reply is None:
+                reason += f"; the cloud's stream broke ({work.error}): partial answer"
             work.flags.append("pregen_skip")
-            yield StreamEvent("token", text=reply.text, source="cloud")
         else:
             route, text, reason, cloud_model = yield from self._local_first(work, block, cancel)
 
@@ -381,23 +382,22 @@ class Router:
                 if route == "local-offline":
                     work.flags.append("offline")
             else:
-                try:
-                    reply = self._ask_cloud(work)
-                except CloudError as exc:
-                    if generation is None:
-                        raise PromptTooLongError(
-                            f"{decision.reason}; and the cloud failed: {exc}",
-                            prompt_tokens=work.tokens["prompt"],
-                            n_ctx=self.local.n_ctx,
-                        ) from exc
-                    work.error = f"{type(exc).__name__}: {exc}"
-                    route, reason = "local-offline", f"{decision.reason}; cloud failed: {work.error}"
-                    work.flags += ["low_confidence", "offline"]
-                else:
+                reply, pieces, cloud_exc = yield from self._cloud_stream(work, decision.reason)
+                if reply is not None:
                     route, text, cloud_model = "cloud", reply.text, reply.model
                     reason = f"escalated: {decision.reason}"
-                    yield StreamEvent("escalate", text=decision.reason, source="cloud")
-                    yield StreamEvent("token", text=reply.text, source="cloud")
+                elif pieces:  # the caller has seen part of the cloud's answer: no silent retry, flagged
+                    route, text = "cloud", "".join(pieces)
+                    reason = f"escalated: {decision.reason}; the cloud's stream broke ({work.error}): partial answer"
+                elif generation is None:
+                    raise PromptTooLongError(
+                        f"{decision.reason}; and the cloud failed: {cloud_exc}",
+                        prompt_tokens=work.tokens["prompt"],
+                        n_ctx=self.local.n_ctx,
+                    ) from cloud_exc
+                else:
+                    route, reason = "local-offline", f"{decision.reason}; cloud failed: {work.error}"
+                    work.flags += ["low_confidence", "offline"]
 
         return route, text, reason, cloud_model
 
@@ -475,18 +475,43 @@ class Router:
         work.latency_ms["signals"] = (time.perf_counter() - t) * 1000.0
         return decision
 
-    def _ask_cloud(self, work: _Work) -> CloudAnswer:
+    def _cloud_stream(
+        self, work: _Work, escalating: Optional[str]
+    ) -> Generator[StreamEvent, None, tuple[Optional[CloudAnswer], list[str], Optional[CloudError]]]:
+        """Stream the cloud's answer to the caller: (answer, pieces sent, error). ``escalating`` (the reason) is
+        announced with an ``escalate`` event just before the first piece, so a cloud that fails before answering
+        leaves the local text standing. A failure after a piece was sent is not retried; it is flagged ``partial``."""
         assert self.cloud is not None
         t = time.perf_counter()
         window = self._energy_begin("thread")
+        pieces: list[str] = []
+        reply: Optional[CloudAnswer] = None
+        error: Optional[CloudError] = None
+        stream = self.cloud.stream(work.messages, max_tokens=work.max_tokens, temperature=self.config.temperature)
         try:
-            reply = self.cloud.complete(work.messages, max_tokens=work.max_tokens, temperature=self.config.temperature)
+            while True:
+                try:
+                    piece = next(stream)
+                except StopIteration as stop:
+                    reply = stop.value
+                    break
+                if not pieces and escalating is not None:
+                    yield StreamEvent("escalate", text=escalating, source="cloud")
+                pieces.append(piece)
+                yield StreamEvent("token", text=piece, source="cloud")
+        except CloudError as exc:
+            error = exc
+            work.error = f"{type(exc).__name__}: {exc}"
+            if pieces:
+                work.flags.append("partial")
         finally:
+            stream.close()
             work.latency_ms["cloud"] = (time.perf_counter() - t) * 1000.0
             work.energy_cloud = self._energy_end(window)
-        work.tokens["cloud_prompt"] = reply.prompt_tokens
-        work.tokens["cloud_completion"] = reply.completion_tokens
-        return reply
+        if reply is not None:
+            work.tokens["cloud_prompt"] = reply.prompt_tokens
+            work.tokens["cloud_completion"] = reply.completion_tokens
+        return reply, pieces, error
 
     def _trace(self, work: _Work, answer: Answer) -> None:
         if self.store is None:

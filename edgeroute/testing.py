@@ -119,6 +119,11 @@ class MockLocalModel(LocalModel):
             )
 
 
+class _Stream:
+    def __init__(self, pieces: list[str], error: Optional[CloudError]) -> None:
+        self.pieces, self.error = pieces, error
+
+
 class MockCloud(CloudBackend):
     """A cloud that replays queued answers or raises queued ``CloudError``s; records every request."""
 
@@ -135,6 +140,29 @@ class MockCloud(CloudBackend):
     def enqueue(self, item: Union[str, CloudError]) -> None:
         """Queue an answer text, or an error to raise."""
         self._queue.append(item)
+
+    def enqueue_stream(self, pieces: Sequence[str], error: Optional[CloudError] = None) -> None:
+        """Queue a streamed answer: ``pieces`` one by one, then ``error`` raised if given (a stream that breaks)."""
+        self._queue.append(_Stream(list(pieces), error))  # type: ignore[arg-type]
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
+        timeout_s: Optional[float] = None
+    ) -> Generator[str, None, CloudAnswer]:
+        item = self._queue[0] if self._queue else None
+        if not isinstance(item, _Stream):
+            answer = yield from super().stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                               timeout_s=timeout_s)
+            return answer
+        self._queue.popleft()
+        self.requests.append(list(messages))
+        self.timeouts.append(timeout_s)
+        for piece in item.pieces:
+            yield piece
+        if item.error is not None:
+            raise item.error
+        text = "".join(item.pieces)
+        return CloudAnswer(text, self.model, 0, len(item.pieces), 0.0, "stop")
 
     def complete(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None

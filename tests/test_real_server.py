@@ -29,6 +29,12 @@ def test_escalated_query_comes_back_from_the_server_then_offline_when_it_stops(r
         assert 0.0 <= wait.joules < a.energy.local.joules
         assert a.energy.joules == pytest.approx(a.energy.local.joules + wait.joules)
 
+        # the escalation streams: the real server's SSE pieces reach the caller one by one
+        events = list(router.stream("Name three colours.", max_tokens=24))
+        cloud_tokens = [e.text for e in events if e.type == "token" and e.source == "cloud"]
+        answer = events[-1].answer
+        assert answer.route == "cloud" and len(cloud_tokens) >= 2 and "".join(cloud_tokens) == answer.text
+
         llama_server.stop()
         b = router.ask("What is the capital of France?", max_tokens=24)
         assert b.route == "local-offline" and "offline" in b.flags

@@ -7,7 +7,14 @@ from typing import Any, Optional
 
 import httpx
 
-from .._errors import CloudAuthError, CloudHTTPError, CloudResponseError, CloudTimeoutError, CloudUnreachableError
+from .._errors import (
+    CloudAuthError,
+    CloudError,
+    CloudHTTPError,
+    CloudResponseError,
+    CloudTimeoutError,
+    CloudUnreachableError,
+)
 from .retry import parse_retry_after
 
 
@@ -22,16 +29,18 @@ def error_detail(response: httpx.Response) -> str:
         return response.text[:300]
 
 
-def post_json(client: httpx.Client, base_url: str, path: str, payload: dict[str, Any],
-              timeout_s: Optional[float]) -> Any:
-    """POST ``payload`` and return the decoded JSON body; exactly one request, never a retry."""
-    try:
-        timeout = httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
-        response = client.post(path, json=payload, timeout=timeout)
-    except httpx.TimeoutException as exc:
-        raise CloudTimeoutError(f"{base_url}: {type(exc).__name__}") from exc
-    except httpx.TransportError as exc:
-        raise CloudUnreachableError(f"{base_url}: {type(exc).__name__}: {exc}") from exc
+def timeout_of(timeout_s: Optional[float]) -> Any:
+    return httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
+
+
+def transport_error(base_url: str, exc: Exception) -> CloudError:
+    if isinstance(exc, httpx.TimeoutException):
+        return CloudTimeoutError(f"{base_url}: {type(exc).__name__}")
+    return CloudUnreachableError(f"{base_url}: {type(exc).__name__}: {exc}")
+
+
+def check_status(response: httpx.Response, base_url: str) -> None:
+    """Raise the typed error for a non-2xx response (its body must have been read)."""
     if response.status_code in (401, 403):
         raise CloudAuthError(
             f"{base_url} rejected the credentials ({response.status_code}): {error_detail(response)}",
@@ -43,6 +52,16 @@ def post_json(client: httpx.Client, base_url: str, path: str, payload: dict[str,
             status_code=response.status_code,
             retry_after_s=parse_retry_after(response.headers),
         )
+
+
+def post_json(client: httpx.Client, base_url: str, path: str, payload: dict[str, Any],
+              timeout_s: Optional[float]) -> Any:
+    """POST ``payload`` and return the decoded JSON body; exactly one request, never a retry."""
+    try:
+        response = client.post(path, json=payload, timeout=timeout_of(timeout_s))
+    except httpx.TransportError as exc:
+        raise transport_error(base_url, exc) from exc
+    check_status(response, base_url)
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):

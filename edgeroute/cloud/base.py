@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -36,6 +36,17 @@ class CloudBackend(abc.ABC):
     ) -> CloudAnswer:
         """Return the cloud's answer to ``messages``. ``timeout_s`` caps this one request (seconds) below the
         backend's own timeouts, e.g. for a circuit breaker's probe."""
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
+        timeout_s: Optional[float] = None
+    ) -> Generator[str, None, CloudAnswer]:
+        """Yield the answer's text pieces as they arrive; the generator returns the ``CloudAnswer``. A failure
+        after a piece was yielded is a ``CloudStreamError``. Default: one piece, from ``complete``."""
+        answer = self.complete(messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s)
+        if answer.text:
+            yield answer.text
+        return answer
 
     def close(self) -> None:
         """Release connections. Idempotent."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Callable, Optional
 
 from .._constants import BREAKER_COOLDOWN_S, BREAKER_FAILURES, BREAKER_MAX_COOLDOWN_S, BREAKER_PROBE_TIMEOUT_S
@@ -64,45 +64,65 @@ class CircuitBreaker(CloudBackend):
                 return "closed"
             return "half-open" if self._probing or self._clock() - self._opened_at >= self._cooldown_s else "open"
 
+    def _admit(self) -> bool:
+        """Raise while open; return True when this call is the half-open probe."""
+        with self._lock:
+            if self._opened_at is None:
+                return False
+            wait = self._opened_at + self._cooldown_s - self._clock()
+            if wait > 0 or self._probing:
+                why = "a probe is in flight" if self._probing else f"next probe in {wait:.0f} s"
+                raise CloudUnreachableError(
+                    f"cloud treated as offline after {self._count} failures ({self.last_error}); {why}"
+                )
+            self._probing = True
+            return True
+
+    def _record(self, probe: bool, exc: Optional[BaseException]) -> None:
+        with self._lock:
+            self._probing = False
+            if exc is None:
+                self._count, self._opened_at, self._cooldown_s = 0, None, self.base_cooldown_s
+            elif not isinstance(exc, CloudError):
+                return
+            elif probe and means_offline(exc):  # still away: wait longer before the next probe
+                self._opened_at = self._clock()
+                self._cooldown_s = min(self._cooldown_s * 2, self.max_cooldown_s)
+                self.last_error = type(exc).__name__
+            elif probe:  # it answered (with a client error): it is reachable again
+                self._count, self._opened_at, self._cooldown_s = 0, None, self.base_cooldown_s
+            elif means_offline(exc):
+                self._count += 1
+                self.last_error = type(exc).__name__
+                if self._count >= self.failures:
+                    self._opened_at = self._clock()
+
     def complete(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
         timeout_s: Optional[float] = None
     ) -> CloudAnswer:
-        probe = False
-        with self._lock:
-            if self._opened_at is not None:
-                wait = self._opened_at + self._cooldown_s - self._clock()
-                if wait > 0 or self._probing:
-                    why = "a probe is in flight" if self._probing else f"next probe in {wait:.0f} s"
-                    raise CloudUnreachableError(
-                        f"cloud treated as offline after {self._count} failures ({self.last_error}); {why}"
-                    )
-                self._probing = probe = True
+        probe = self._admit()
         try:
             answer = self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature,
                                          timeout_s=self.probe_timeout_s if probe else timeout_s)
-        except CloudError as exc:
-            with self._lock:
-                self._probing = False
-                if probe and means_offline(exc):  # still away: wait longer before the next probe
-                    self._opened_at = self._clock()
-                    self._cooldown_s = min(self._cooldown_s * 2, self.max_cooldown_s)
-                    self.last_error = type(exc).__name__
-                elif probe:  # it answered (with a client error): it is reachable again
-                    self._count, self._opened_at, self._cooldown_s = 0, None, self.base_cooldown_s
-                elif means_offline(exc):
-                    self._count += 1
-                    self.last_error = type(exc).__name__
-                    if self._count >= self.failures:
-                        self._opened_at = self._clock()
+        except BaseException as exc:
+            self._record(probe, exc)
             raise
-        except BaseException:
-            with self._lock:
-                self._probing = False
+        self._record(probe, None)
+        return answer
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
+        timeout_s: Optional[float] = None
+    ) -> Generator[str, None, CloudAnswer]:
+        probe = self._admit()
+        try:
+            answer = yield from self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                                  timeout_s=self.probe_timeout_s if probe else timeout_s)
+        except BaseException as exc:
+            self._record(probe, exc)
             raise
-        with self._lock:
-            self._count, self._opened_at, self._probing = 0, None, False
-            self._cooldown_s = self.base_cooldown_s
+        self._record(probe, None)
         return answer
 
     def close(self) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any, Optional
 
 import httpx
 
 from .._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, ENV_CLOUD_API_KEY
-from .._errors import CloudResponseError, ConfigError
+from .._errors import CloudResponseError, CloudStreamError, ConfigError
 from ..messages import Message
-from ._http import post_json
+from ._http import check_status, post_json, timeout_of, transport_error
 from .base import CloudAnswer, CloudBackend
 
 
@@ -82,6 +83,68 @@ class OpenAICompatBackend(CloudBackend):
         body = post_json(self._client, self.base_url, "/chat/completions", payload, timeout_s)
         text, model, n_in, n_out, finish = parse_chat_completion(body)
         return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish)
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
+        timeout_s: Optional[float] = None
+    ) -> Generator[str, None, CloudAnswer]:
+        """Server-sent events (``"stream": true``). Errors before the first piece are the usual typed ones; after
+        it, a dropped connection, an SSE error event or an unreadable chunk is a ``CloudStreamError``."""
+        payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens,
+                   "temperature": temperature, "stream": True}
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        model, finish, done = self.model, "", False
+        try:
+            with self._client.stream("POST", "/chat/completions", json=payload, timeout=timeout_of(timeout_s)) as r:
+                if not r.is_success:
+                    r.read()
+                    check_status(r, self.base_url)
+                if "text/event-stream" not in r.headers.get("content-type", ""):
+                    # a server that ignores "stream" answers with one JSON completion; a captive portal with HTML
+                    r.read()
+                    try:
+                        body = json.loads(r.content)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        raise CloudResponseError(
+                            f"{self.base_url} answered {r.status_code} with a body that is neither an event stream "
+                            f"nor JSON (content-type {r.headers.get('content-type', '?')!r})"
+                        ) from None
+                    text, model, n_in, n_out, finish = parse_chat_completion(body)
+                    if text:
+                        yield text
+                    return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish)
+                for line in r.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except json.JSONDecodeError:
+                        raise CloudStreamError(f"{self.base_url}: unreadable stream chunk {data[:80]!r}") from None
+                    if not isinstance(chunk, dict) or "error" in chunk:
+                        detail = chunk.get("error") if isinstance(chunk, dict) else chunk
+                        raise CloudStreamError(f"{self.base_url}: error event in the stream: {str(detail)[:200]}")
+                    model = str(chunk.get("model") or model)
+                    for choice in chunk.get("choices") or []:
+                        finish = str(choice.get("finish_reason") or finish)
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        if piece:
+                            pieces.append(piece)
+                            yield piece
+        except httpx.TransportError as exc:
+            if pieces:
+                raise CloudStreamError(f"{self.base_url}: the stream broke after {len(pieces)} pieces "
+                                       f"({type(exc).__name__})") from exc
+            raise transport_error(self.base_url, exc) from exc
+        if not done and not finish:
+            if not pieces:
+                raise CloudResponseError(f"{self.base_url}: the event stream ended before any answer")
+            raise CloudStreamError(f"{self.base_url}: the stream ended without [DONE] after {len(pieces)} pieces")
+        return CloudAnswer("".join(pieces), model, 0, len(pieces), time.perf_counter() - t0, finish)
 
     def close(self) -> None:
         self._client.close()

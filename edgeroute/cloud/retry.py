@@ -14,7 +14,7 @@ import email.utils
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Callable, Optional
 
 from .._constants import BASE_BACKOFF_S, DEFAULT_CLOUD_DEADLINE_S, DEFAULT_CLOUD_MAX_RETRIES, MAX_BACKOFF_S
@@ -115,6 +115,43 @@ class RetryingBackend(CloudBackend):
                                              f"{self.deadline_s:g} s deadline)") from exc
                 self._sleep(wait)
                 attempt += 1
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
+        timeout_s: Optional[float] = None
+    ) -> Generator[str, None, CloudAnswer]:
+        """Like ``complete``, but once a piece has reached the caller nothing is retried: the error propagates."""
+        if self.disabled is not None:
+            raise CloudAuthError(f"cloud disabled until its configuration changes: {self.disabled}", status_code=401)
+        start = self._clock()
+        attempt = 0
+        while True:
+            sent = 0
+            inner = self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s)
+            try:
+                while True:
+                    try:
+                        piece = next(inner)
+                    except StopIteration as stop:
+                        answer: CloudAnswer = stop.value
+                        return answer
+                    sent += 1
+                    yield piece
+            except CloudAuthError as exc:
+                with self._lock:
+                    self.disabled = str(exc)
+                raise
+            except CloudError as exc:
+                if sent or not should_retry(exc) or attempt >= self.max_retries:
+                    raise
+                hinted = getattr(exc, "retry_after_s", None)
+                wait = hinted if hinted is not None else backoff_s(attempt, self._rng)
+                if self._clock() - start + wait > self.deadline_s:
+                    raise
+                self._sleep(wait)
+                attempt += 1
+            finally:
+                inner.close()
 
     def close(self) -> None:
         self.inner.close()
