@@ -44,6 +44,7 @@ class RouterConfig:
     cloud_api_key_env: str = C.ENV_CLOUD_API_KEY
     connect_timeout_s: float = C.DEFAULT_CONNECT_TIMEOUT_S
     read_timeout_s: float = C.DEFAULT_READ_TIMEOUT_S
+    cloud_required: bool = False
     cloud_max_retries: int = C.DEFAULT_CLOUD_MAX_RETRIES
     cloud_deadline_s: float = C.DEFAULT_CLOUD_DEADLINE_S
     trace: bool = True

@@ -156,6 +156,8 @@ class Router:
         if cloud is None and cfg.cloud_url and not cfg.local_only and needs_key(cfg.cloud_url) \
                 and not os.environ.get(cfg.cloud_api_key_env):
             self.cloud_disabled = f"no API key in ${cfg.cloud_api_key_env} for {cfg.cloud_url}: cloud disabled"
+            if cfg.cloud_required:
+                raise ConfigError(f"cloud_required is set but there is {self.cloud_disabled}")
             log.warning("edgeroute: %s; answering locally", self.cloud_disabled)
         elif cloud is None and cfg.cloud_url and not cfg.local_only:
             cloud = CircuitBreaker(RetryingBackend(
@@ -395,6 +397,8 @@ class Router:
                         prompt_tokens=work.tokens["prompt"],
                         n_ctx=self.local.n_ctx,
                     ) from cloud_exc
+                elif self.config.cloud_required and cloud_exc is not None:
+                    raise cloud_exc  # strict mode: the caller asked for the cloud's answer or an error
                 else:
                     route, reason = "local-offline", f"{decision.reason}; cloud failed: {work.error}"
                     work.flags += ["low_confidence", "offline"]

@@ -177,3 +177,17 @@ def test_a_remote_cloud_without_an_api_key_is_disabled_up_front(monkeypatch):
     assert a.route == "local-offline" and "no API key in $EDGEROUTE_CLOUD_API_KEY" in a.reason
     # a server on this machine needs no key
     assert Router(local_model=local, trace=False, cloud_url="http://127.0.0.1:8080/v1").cloud is not None
+
+
+def test_strict_mode_raises_instead_of_degrading(monkeypatch):
+    from edgeroute import ConfigError, Router
+
+    cloud, sent, _ = scripted(httpx.Response(401, json={"error": {"message": "bad key"}}))
+    local = MockLocalModel()
+    local.enqueue("maybe Lyon", logprobs=[-3.0, -3.0])
+    with pytest.raises(CloudAuthError):
+        Router(local_model=local, cloud=cloud, trace=False, cloud_required=True).ask("Capital of France?")
+    assert len(sent) == 1
+    monkeypatch.delenv("EDGEROUTE_CLOUD_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="cloud_required is set but there is no API key"):
+        Router(local_model=local, trace=False, cloud_url="https://api.example.com/v1", cloud_required=True)
