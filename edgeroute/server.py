@@ -88,6 +88,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
         self._send_json(status, {"error": {"message": message, "type": kind}})
 
+    def _router_error(self, exc: EdgeRouteError) -> None:
+        """A typed Router error as an OpenAI-style error: 400 for bad input, 500 for the rest."""
+        if isinstance(exc, InputError):
+            self._error(HTTPStatus.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
+        else:
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}", "server_error")
+
     def _authorized(self) -> bool:
         token = self.server.token
         if token is None:
@@ -137,11 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             answer = self.server.router.ask(messages, max_tokens=max_tokens, private=private)
-        except InputError as exc:
-            self._error(HTTPStatus.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
-            return
         except EdgeRouteError as exc:
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}", "server_error")
+            self._router_error(exc)
             return
         self._send_json(HTTPStatus.OK, completion(answer, self.server.model_name), _headers(answer))
 
@@ -151,11 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             events = self.server.router.stream(messages, max_tokens=max_tokens, private=private)
             first = next(events)
-        except InputError as exc:
-            self._error(HTTPStatus.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
-            return
         except EdgeRouteError as exc:
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}", "server_error")
+            self._router_error(exc)
             return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")

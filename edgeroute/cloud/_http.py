@@ -14,6 +14,7 @@ from .._errors import (
     CloudResponseError,
     CloudTimeoutError,
     CloudUnreachableError,
+    ConfigError,
 )
 from .retry import parse_retry_after
 
@@ -27,6 +28,19 @@ def error_detail(response: httpx.Response) -> str:
         return str(msg)[:300]
     except (ValueError, AttributeError):
         return response.text[:300]
+
+
+def make_client(base_url: str, headers: dict[str, str], connect_timeout_s: float, read_timeout_s: float,
+                transport: Optional[httpx.BaseTransport]) -> tuple[str, httpx.Client]:
+    """Validate the endpoint and timeouts and build the provider's httpx client: (normalised base URL, client)."""
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"cloud base URL must start with http:// or https://, got {base_url!r}")
+    if connect_timeout_s <= 0 or read_timeout_s <= 0:
+        raise ConfigError("cloud timeouts must be positive seconds")
+    url = base_url.rstrip("/")
+    client = httpx.Client(base_url=url, headers=headers, transport=transport,
+                          timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s))
+    return url, client
 
 
 def timeout_of(timeout_s: Optional[float]) -> Any:

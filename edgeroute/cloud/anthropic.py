@@ -15,9 +15,9 @@ from typing import Any, Optional
 import httpx
 
 from .._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S
-from .._errors import CloudResponseError, ConfigError
+from .._errors import CloudResponseError
 from ..messages import Message
-from ._http import post_json
+from ._http import make_client, post_json
 from .base import CloudAnswer, CloudBackend
 
 API_VERSION = "2023-06-01"
@@ -54,15 +54,12 @@ class AnthropicBackend(CloudBackend):
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"cloud base URL must start with http:// or https://, got {base_url!r}")
-        self.base_url, self.model = base_url.rstrip("/"), model
+        self.model = model
         key = api_key if api_key is not None else os.environ.get(api_key_env)
         headers = {"anthropic-version": API_VERSION}
         if key:
             headers["x-api-key"] = key
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
-                                    timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s))
+        self.base_url, self._client = make_client(base_url, headers, connect_timeout_s, read_timeout_s, transport)
 
     def __repr__(self) -> str:  # never shows the key
         return f"AnthropicBackend(base_url={self.base_url!r}, model={self.model!r})"

@@ -13,7 +13,7 @@ import httpx
 from .._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, ENV_CLOUD_API_KEY
 from .._errors import CloudResponseError, CloudStreamError, ConfigError
 from ..messages import Message
-from ._http import check_status, post_json, timeout_of, transport_error
+from ._http import check_status, make_client, post_json, timeout_of, transport_error
 from .base import CloudAnswer, CloudBackend
 
 
@@ -57,20 +57,10 @@ class OpenAICompatBackend(CloudBackend):
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"cloud base URL must start with http:// or https://, got {base_url!r}")
-        if connect_timeout_s <= 0 or read_timeout_s <= 0:
-            raise ConfigError("cloud timeouts must be positive seconds")
-        self.base_url = base_url.rstrip("/")
         self.model = model
         key = api_key if api_key is not None else os.environ.get(api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            transport=transport,
-        )
+        self.base_url, self._client = make_client(base_url, headers, connect_timeout_s, read_timeout_s, transport)
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAICompatBackend(base_url={self.base_url!r}, model={self.model!r})"
