@@ -11,7 +11,7 @@ from typing import Any, Optional
 import httpx
 
 from .._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, ENV_CLOUD_API_KEY
-from .._errors import CloudResponseError, CloudStreamError, ConfigError
+from .._errors import CloudResponseError, CloudStreamError
 from ..messages import Message
 from ._http import check_status, make_client, post_json, timeout_of, transport_error
 from .base import CloudAnswer, CloudBackend
