@@ -22,6 +22,7 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
     │   └── CloudStreamError         a streamed answer broke after it started (never retried silently)
     ├── EnergyError                  a meter cannot give a valid reading (absent, permission denied, bad window);
     │                                the Router falls back to another meter or the estimate and says so
+    ├── PolicyError                  a policy was given a bad context, reward or state (rejected, state unchanged)
     ├── DatasetError                 a benchmark/calibration JSONL is unreadable or malformed (names the line)
     ├── CalibrationError             the data cannot certify the requested error bound (too few, or too wrong)
     ├── StoreError                   the trace store cannot be read or written
@@ -116,6 +117,10 @@ class CloudStreamError(CloudError):
 
 class EnergyError(EdgeRouteError):
     """An energy meter is unavailable or a window's reading is invalid; the message says why."""
+
+
+class PolicyError(EdgeRouteError, ValueError):
+    """A policy input (context, reward, arm, saved state) is invalid; the policy's state is unchanged."""
 
 
 class DatasetError(EdgeRouteError, ValueError):
