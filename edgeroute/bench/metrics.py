@@ -17,17 +17,13 @@ from typing import Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._arrays import paired
+
 Curve = tuple[np.ndarray, np.ndarray]  # (fraction sent to the cloud, accuracy), both ascending in fraction
 
 
 def _arrays(scores: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(correct, dtype=bool)
-    if s.shape != y.shape or s.ndim != 1:
-        raise ValueError("scores and correct must be 1-D and the same length")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("scores must be finite")
-    return s, y
+    return paired(scores, correct)
 
 
 def _average_ranks(s: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Optional
 
 from .._errors import EnergyError
@@ -110,8 +111,9 @@ class QueryEnergy:
     cloud_wait: Optional[EnergyReading] = None
     local_tokens: int = 0
 
-    @property
+    @cached_property
     def total(self) -> EnergyReading:
+        """The parts combined (computed once: every top-level field reads it)."""
         return combine([self.local] + ([self.cloud_wait] if self.cloud_wait is not None else []))
 
     joules = property(lambda self: self.total.joules)

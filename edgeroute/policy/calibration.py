@@ -26,6 +26,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .._arrays import paired
 from .._errors import CalibrationError, ConfigError
 
 #: Thresholds tested, strict to lenient.
@@ -108,13 +109,7 @@ class Calibration:
 
 
 def _arrays(confidence: Sequence[float], correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
-    c = np.asarray(confidence, dtype=np.float64)
-    y = np.asarray(correct, dtype=bool)
-    if c.shape != y.shape or c.ndim != 1:
-        raise ConfigError("confidence and correct must be 1-D and the same length")
-    if not np.all(np.isfinite(c)):
-        raise ConfigError("confidence values must be finite")
-    return c, y
+    return paired(confidence, correct, ConfigError)
 
 
 def calibrate_guarantee(
