@@ -29,15 +29,16 @@ def test_hand_worked_example():
     assert m0.scores([0.0, 1.0])["cloud"] == pytest.approx(0.32)
 
 
-def test_sherman_morrison_matches_the_direct_inverse():
+@pytest.mark.parametrize("gamma", [1.0, 0.99])
+def test_incremental_updates_match_the_direct_solution(gamma):
     rng = np.random.default_rng(0)
-    m = LinUCB(["a"], 5, ridge=0.05)
+    m = LinUCB(["a"], 5, ridge=0.05, discount=gamma)
     a, b = 0.05 * np.eye(5), np.zeros(5)
     for _ in range(200):
         x, r = rng.normal(size=5), float(rng.normal())
         m.update("a", x, r)
-        a += np.outer(x, x)
-        b += r * x
+        a = 0.05 * np.eye(5) + gamma * (a - 0.05 * np.eye(5)) + np.outer(x, x)  # the ridge never fades
+        b = gamma * b + r * x
     np.testing.assert_allclose(m.arms["a"].a_inv, np.linalg.inv(a), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(m.arms["a"].theta, np.linalg.solve(a, b), rtol=1e-6, atol=1e-9)
 

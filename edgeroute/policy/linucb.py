@@ -1,8 +1,12 @@
 """Disjoint LinUCB (Li et al., 2010), the learner of the GreenServ-style online policy.
 
-Each arm ``a`` keeps ``A_a = ridge * I + sum x x^T`` (kept as its inverse, updated with Sherman-Morrison in O(d^2))
-and ``b_a = sum r x``. For a context ``x`` (d floats) its score is ``theta_a . x + alpha * sqrt(x^T A_a^-1 x)`` with
-``theta_a = A_a^-1 b_a``; the highest score wins. Defaults follow GreenServ: ``alpha = 0.1``, ``ridge = 0.05``.
+Each arm ``a`` keeps ``A_a = ridge * I + sum x x^T`` and ``b_a = sum r x``. For a context ``x`` (d floats) its score is
+``theta_a . x + alpha * sqrt(x^T A_a^-1 x)`` with ``theta_a = A_a^-1 b_a``; the highest score wins. Defaults follow
+GreenServ: ``alpha = 0.1``, ``ridge = 0.05``. With ``discount`` gamma < 1 past evidence fades (D-LinUCB, Russac et
+al., 2019): ``A <- gamma (A - ridge I) + ridge I + x x^T`` and ``b <- gamma b + r x``, so the policy follows a
+change of prices or preferences within about ``1 / (1 - gamma)`` updates while the ridge never fades. With gamma = 1
+the inverse is kept by Sherman-Morrison in O(d^2) per update; otherwise it is recomputed at the update, so a
+decision is always a few matrix-vector products.
 Non-finite contexts or rewards are rejected before anything changes, so the model state always stays valid.
 """
 
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -23,25 +27,36 @@ DEFAULT_RIDGE = 0.05
 
 @dataclass
 class ArmState:
-    """One arm: ``a_inv`` = A^-1 (d x d), ``b`` (d), and how many updates it has had."""
+    """One arm: ``a`` = A (d x d, symmetric positive definite), ``b`` (d) and how many updates it has had."""
 
-    a_inv: np.ndarray
+    a: np.ndarray
     b: np.ndarray
     n: int = 0
+    _inv: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    _theta: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def a_inv(self) -> np.ndarray:
+        if self._inv is None:
+            self._inv = np.linalg.inv(self.a)
+        return self._inv
 
     @property
     def theta(self) -> np.ndarray:
-        return self.a_inv @ self.b
+        if self._theta is None:
+            self._theta = self.a_inv @ self.b
+        return self._theta
 
 
 class LinUCB:
     """Disjoint LinUCB over named arms with ``dim``-dimensional contexts."""
 
     def __init__(self, arms: Iterable[str], dim: int, *, alpha: float = DEFAULT_ALPHA,
-                 ridge: float = DEFAULT_RIDGE) -> None:
-        if dim < 1 or not alpha >= 0 or not ridge > 0:
-            raise PolicyError(f"need dim >= 1, alpha >= 0 and ridge > 0 (got {dim}, {alpha}, {ridge})")
-        self.dim, self.alpha, self.ridge = dim, float(alpha), float(ridge)
+                 ridge: float = DEFAULT_RIDGE, discount: float = 1.0) -> None:
+        if dim < 1 or not alpha >= 0 or not ridge > 0 or not 0 < discount <= 1:
+            raise PolicyError(f"need dim >= 1, alpha >= 0, ridge > 0 and 0 < discount <= 1 "
+                              f"(got {dim}, {alpha}, {ridge}, {discount})")
+        self.dim, self.alpha, self.ridge, self.discount = dim, float(alpha), float(ridge), float(discount)
         self.arms: dict[str, ArmState] = {}
         for name in arms:
             self.add_arm(name)
@@ -52,9 +67,10 @@ class LinUCB:
         """A new arm starts from the prior (it is explored first, as its uncertainty is largest)."""
         if name in self.arms:
             raise PolicyError(f"arm {name!r} exists already")
-        self.arms[name] = ArmState(np.eye(self.dim) / self.ridge, np.zeros(self.dim))
+        self.arms[name] = ArmState(self.ridge * np.eye(self.dim), np.zeros(self.dim))
 
-    def _context(self, x: Sequence[float]) -> np.ndarray:
+    def context(self, x: Sequence[float]) -> np.ndarray:
+        """``x`` as a float64 vector; ``PolicyError`` when it is misshapen or holds NaN or inf."""
         v = np.asarray(x, dtype=np.float64)
         if v.shape != (self.dim,):
             raise PolicyError(f"context has shape {v.shape}, expected ({self.dim},)")
@@ -62,18 +78,22 @@ class LinUCB:
             raise PolicyError("context holds NaN or inf; rejected")
         return v
 
-    def scores(self, x: Sequence[float]) -> dict[str, float]:
-        """Upper confidence bound of every arm for context ``x``."""
-        v = self._context(x)
+    def bounds(self, x: Sequence[float]) -> dict[str, tuple[float, float]]:
+        """Every arm's (estimate ``theta . x``, exploration bonus ``alpha * sqrt(x^T A^-1 x)``) for context ``x``."""
+        v = self.context(x)
         out = {}
         for name, arm in self.arms.items():
             width = float(v @ arm.a_inv @ v)
-            out[name] = float(arm.theta @ v) + self.alpha * math.sqrt(max(width, 0.0))
+            out[name] = (float(arm.theta @ v), self.alpha * math.sqrt(max(width, 0.0)))
         return out
 
-    def select(self, x: Sequence[float], allowed: Optional[Iterable[str]] = None) -> str:
+    def scores(self, x: Sequence[float], *, explore: bool = True) -> dict[str, float]:
+        """Upper confidence bound of every arm for context ``x`` (``explore=False``: the estimate alone)."""
+        return {name: est + (bonus if explore else 0.0) for name, (est, bonus) in self.bounds(x).items()}
+
+    def select(self, x: Sequence[float], allowed: Optional[Iterable[str]] = None, *, explore: bool = True) -> str:
         """The arm with the highest score among ``allowed`` (default: all); ties go to the first listed."""
-        scores = self.scores(x)
+        scores = self.scores(x, explore=explore)
         names = [a for a in (allowed if allowed is not None else scores) if a in scores]
         if not names:
             raise PolicyError("no allowed arm")
@@ -83,26 +103,42 @@ class LinUCB:
         """Learn that ``arm`` earned ``reward`` in context ``x``. Validates everything before changing anything."""
         if arm not in self.arms:
             raise PolicyError(f"unknown arm {arm!r}")
-        v = self._context(x)
+        v = self.context(x)
         if not math.isfinite(reward):
             raise PolicyError("reward is NaN or inf; rejected")
         state = self.arms[arm]
-        av = state.a_inv @ v
-        state.a_inv = state.a_inv - np.outer(av, av) / (1.0 + float(v @ av))  # Sherman-Morrison
-        state.b = state.b + reward * v
+        if self.discount == 1.0:
+            av = state.a_inv @ v
+            inv = state.a_inv - np.outer(av, av) / (1.0 + float(v @ av))  # Sherman-Morrison
+            state.a, state.b, state._inv = state.a + np.outer(v, v), state.b + reward * v, inv
+            state._theta = None
+        else:
+            ridge = self.ridge * np.eye(self.dim)
+            state.a = self.discount * (state.a - ridge) + ridge + np.outer(v, v)
+            state.b, state._inv, state._theta = self.discount * state.b + reward * v, None, None
+        state.theta  # invert and solve now, so the next decision does not pay for it
         state.n += 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dim": self.dim, "alpha": self.alpha, "ridge": self.ridge,
-                "arms": {k: {"a_inv": a.a_inv.tolist(), "b": a.b.tolist(), "n": a.n} for k, a in self.arms.items()}}
+        return {"dim": self.dim, "alpha": self.alpha, "ridge": self.ridge, "discount": self.discount,
+                "arms": {k: {"a": a.a.tolist(), "b": a.b.tolist(), "n": a.n} for k, a in self.arms.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LinUCB":
-        model = cls(d["arms"].keys(), int(d["dim"]), alpha=float(d["alpha"]), ridge=float(d["ridge"]))
-        for name, a in d["arms"].items():
-            a_inv, b = np.asarray(a["a_inv"], dtype=np.float64), np.asarray(a["b"], dtype=np.float64)
-            if a_inv.shape != (model.dim, model.dim) or b.shape != (model.dim,) or not (
-                    np.all(np.isfinite(a_inv)) and np.all(np.isfinite(b))):
-                raise PolicyError(f"arm {name!r}: state does not fit dimension {model.dim} or is not finite")
-            model.arms[name] = ArmState(a_inv, b, int(a["n"]))
+        """The inverse of ``to_dict``; ``PolicyError`` for a state that is misshapen, not finite or not positive
+        definite (a corrupt save)."""
+        try:
+            model = cls(d["arms"].keys(), int(d["dim"]), alpha=float(d["alpha"]), ridge=float(d["ridge"]),
+                        discount=float(d.get("discount", 1.0)))
+            for name, arm in d["arms"].items():
+                a, b = np.asarray(arm["a"], dtype=np.float64), np.asarray(arm["b"], dtype=np.float64)
+                if a.shape != (model.dim, model.dim) or b.shape != (model.dim,) or not (
+                        np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+                    raise PolicyError(f"arm {name!r}: state does not fit dimension {model.dim} or is not finite")
+                np.linalg.cholesky(a)  # symmetric positive definite, or LinAlgError
+                model.arms[name] = ArmState(a, b, int(arm["n"]))
+        except (KeyError, TypeError, ValueError, AttributeError, np.linalg.LinAlgError) as exc:
+            if isinstance(exc, PolicyError):
+                raise
+            raise PolicyError(f"unreadable LinUCB state: {exc}") from exc
         return model
