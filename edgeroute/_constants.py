@@ -29,6 +29,46 @@ MIN_ANSWER_ROOM_TOKENS = 16
 #: Escalate to the cloud when confidence (estimated P(local answer correct)) is below this.
 DEFAULT_THRESHOLD = 0.5
 
+# --- online policy (LinUCB) ------------------------------------------------------------------------------------
+#: Reference scales that make the reward's cost terms unitless: a cost equal to its reference counts as 1 x lambda.
+#: About one local answer of the default model on a laptop core, J.
+REWARD_REF_J = 5.0
+#: One second of waiting, s.
+REWARD_REF_S = 1.0
+#: About one 150-token call to a small commercial model, US$.
+REWARD_REF_USD = 0.0001
+#: Lambdas (energy, latency, cost) of the named presets; "balanced" is the default.
+REWARD_PRESETS = {
+    "balanced": (0.1, 0.1, 0.1),
+    "battery-saver": (0.5, 0.05, 0.05),
+    "quality-first": (0.02, 0.02, 0.02),
+    "cost-saver": (0.05, 0.05, 1.0),
+}
+DEFAULT_PRESET = "balanced"
+#: Quality credited to a cloud answer that gets no feedback (None: wait for feedback), in [0, 1].
+DEFAULT_CLOUD_QUALITY_PRIOR = 0.9
+#: Price of the cloud, US$ per 1,000 tokens (prompt + completion); gpt-4o-mini's output price.
+DEFAULT_CLOUD_PRICE_PER_1K_USD = 0.0006
+#: LinUCB's exploration weight and ridge (GreenServ's defaults), and its discount per update (memory ~500 updates).
+LINUCB_ALPHA = 0.1
+LINUCB_RIDGE = 0.05
+LINUCB_DISCOUNT = 0.998
+#: A fresh policy acts like the calibrated threshold policy (and the pre-generation probe's threshold) until this
+#: many local answers have been learned from, so both arms of both bandits see data before LinUCB takes over.
+POLICY_WARMUP_ANSWERS = 100
+#: The learned state is snapshotted every this many updates (between snapshots each update is one log row).
+POLICY_SNAPSHOT_EVERY = 100
+#: Update-log rows kept behind the latest snapshot (an audit trail of what was learned).
+POLICY_LOG_KEEP = 10_000
+#: Decisions waiting for feedback are dropped, without an update, after this many seconds (7 days) ...
+POLICY_PENDING_TTL_S = 7 * 24 * 3600.0
+#: ... or when more than this many are waiting (oldest first).
+POLICY_PENDING_MAX = 10_000
+#: Weight of the newest cloud latency in its running average (the context's "recent cloud latency").
+CLOUD_LATENCY_EWMA = 0.3
+#: Seconds the on-battery state is cached between reads of the power-supply files.
+POWER_STATE_TTL_S = 30.0
+
 # --- cloud -----------------------------------------------------------------------------------------------------
 ENV_CLOUD_URL = "EDGEROUTE_CLOUD_URL"
 ENV_CLOUD_MODEL = "EDGEROUTE_CLOUD_MODEL"

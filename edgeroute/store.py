@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -148,10 +149,30 @@ class TraceStore:
         )
 
     def _write(self, sql: str, params: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute(sql, params)
+
+    def add_tables(self, schema: str) -> None:
+        """Create other parts' tables in this file (``CREATE TABLE IF NOT EXISTS`` statements)."""
+        with self._lock:
+            try:
+                self._conn.executescript(schema)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot create tables in the trace store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``) on the store's connection, for other parts
+        that keep their tables in this file (the online policy's state). Rolled back on any error; SQLite errors
+        become ``StoreError``. Once the block has returned, the write survives the process being killed."""
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute(sql, params)
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:

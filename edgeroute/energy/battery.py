@@ -59,6 +59,17 @@ class BatteryMeter(EnergyMeter):
         except EnergyError:
             return False
 
+    def on_battery(self) -> Optional[bool]:
+        """True while a system battery is discharging, False when there is one and none is, None without one.
+        (Linux sysfs only; other systems report None.)"""
+        try:
+            paths = self._batteries()
+        except EnergyError:
+            return None
+        if not paths:
+            return None
+        return any(read_text(os.path.join(p, "status"), self.opener) == "Discharging" for p in paths)
+
     def _read(self, path: str) -> _Gauge:
         def num(name: str) -> Optional[int]:
             return read_int(os.path.join(path, name), self.opener)

@@ -1,0 +1,228 @@
+"""The GreenServ-style online policy: LinUCB at two decision points, learning from quality, energy, latency and cost.
+
+Before generation one bandit picks ``local`` (generate on the device) or ``cloud`` (send the query straight to the
+cloud); after generation another picks ``accept`` or ``escalate``. Each decision's context is built by
+``policy.context``; once the answer's quality is known (``feedback``, a verifier, or the cloud prior for cloud
+answers) the reward of ``policy.reward`` updates the arms that were actually used, once per answer.
+
+Warm-up: until ``warmup`` local answers have been learned from, the policy decides like the calibrated threshold
+policy (and leaves the pre-generation decision to the pre-generation probe's threshold) while learning from every
+answer: without it, an early run of bad local answers can lock the bandits onto the cloud.
+
+Guardrail: a local answer whose confidence is below the calibrated threshold is never accepted unless
+``allow_below_threshold`` is set; the bandit only chooses above it. When the cloud cannot be reached the bandits
+still decide, but greedily (no exploration), and an escalation then falls back to the flagged local answer.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+
+from .. import _constants as C
+from .._errors import ConfigError, PolicyError
+from ..store import TraceStore
+from .base import Decision, Policy
+from .context import POST_FEATURES, PRE_FEATURES, PRE_PREGEN, Situation, post_context, pre_context
+from .linucb import LinUCB
+from .reward import Outcome, RewardWeights, reward
+from .state import PolicyState, Update
+
+PRE_ARMS = ("local", "cloud")
+POST_ARMS = ("accept", "escalate")
+
+
+def _with_pregen(x: np.ndarray, value: float) -> np.ndarray:
+    """``x`` with the pre-generation probe's value set (and flagged known)."""
+    out = x.copy()
+    out[PRE_PREGEN[0]], out[PRE_PREGEN[1]] = min(max(value, 0.0), 1.0), 1.0
+    return out
+
+
+class LinUCBPolicy(Policy):
+    """Online routing inside the calibrated guardrail. ``threshold`` is the calibrated confidence threshold.
+
+    ``store`` (a ``TraceStore``) keeps the learned state per ``model_key`` (the local model's hash) and the decisions
+    waiting for feedback; without one, learning lives in memory only. ``cloud_quality_prior`` is the quality credited
+    to a cloud answer at once (None: wait for feedback like local answers).
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        *,
+        weights: Optional[RewardWeights] = None,
+        model_key: str = "",
+        store: Optional[TraceStore] = None,
+        allow_below_threshold: bool = False,
+        cloud_quality_prior: Optional[float] = C.DEFAULT_CLOUD_QUALITY_PRIOR,
+        on_unknown: str = "escalate",
+        alpha: float = C.LINUCB_ALPHA,
+        ridge: float = C.LINUCB_RIDGE,
+        discount: float = C.LINUCB_DISCOUNT,
+        warmup: int = C.POLICY_WARMUP_ANSWERS,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
+        if cloud_quality_prior is not None and not 0.0 <= cloud_quality_prior <= 1.0:
+            raise ConfigError(f"cloud_quality_prior must be in [0, 1] or None, got {cloud_quality_prior}")
+        if on_unknown not in ("escalate", "accept"):
+            raise ConfigError(f"on_unknown must be 'escalate' or 'accept', got {on_unknown!r}")
+        self.threshold: float = float(threshold)
+        self.weights = weights or RewardWeights.preset(C.DEFAULT_PRESET)
+        self.allow_below_threshold = allow_below_threshold
+        self.cloud_quality_prior = cloud_quality_prior
+        self.on_unknown = on_unknown
+        self.warmup = warmup
+        self.keys = {"pre": f"{model_key}:pre", "post": f"{model_key}:post"}
+
+        def fresh(arms: tuple[str, ...], dim: int) -> LinUCB:
+            return LinUCB(arms, dim, alpha=alpha, ridge=ridge, discount=discount)
+
+        self._state = PolicyState(store) if store is not None else None
+        self.bandits: dict[str, LinUCB] = {}
+        for point, arms, features in (("pre", PRE_ARMS, PRE_FEATURES), ("post", POST_ARMS, POST_FEATURES)):
+            make = lambda a=arms, d=len(features): fresh(a, d)  # noqa: E731
+            self.bandits[point] = (self._state.attach(self.keys[point], features, make) if self._state
+                                   else make())
+        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.RLock()
+
+    # --- decisions ------------------------------------------------------------------------------------------
+    def decide(self, confidence: Optional[float], *, truncated: bool = False) -> Decision:
+        """Without a context: the guardrail alone (escalate below the threshold)."""
+        return self.judge("", Situation(messages=[], confidence=confidence, truncated=truncated))
+
+    @property
+    def warming_up(self) -> bool:
+        """True until ``warmup`` local answers have been learned from (the threshold rules decide meanwhile)."""
+        return sum(arm.n for arm in self.bandits["post"].arms.values()) < self.warmup
+
+    def before(self, answer_id: str, situation: Situation,
+               probe: Optional[Callable[[], Optional[float]]] = None) -> Optional[Decision]:
+        """Local or cloud. The pre-generation probe runs only when its value could change the choice: the scores
+        are linear (and the exploration bonus convex) in the probe's value, so when the cloud wins at both ends of
+        [0, 1] it wins for any value, and the prefill is saved."""
+        explore = situation.device.cloud_reachable
+        mode = "" if explore else ", cloud unreachable: no exploration"
+        x = pre_context(situation)
+        with self._lock:
+            warming = self.warming_up
+            if probe is not None and not warming and self._cloud_dominates(x, explore):
+                self._remember(answer_id, "pre", x)
+                return Decision(True, f"LinUCB before generation: the cloud wins whatever the pre-generation probe "
+                                      f"says (probe skipped){mode}")
+        if probe is not None and "pregen_confidence" not in situation.signals:
+            score = probe()
+            if score is not None and math.isfinite(score):
+                x = _with_pregen(x, score)
+        with self._lock:
+            self._remember(answer_id, "pre", x)
+            if warming:
+                return None
+            scores = self.bandits["pre"].scores(x, explore=explore)
+        arm = max(PRE_ARMS, key=lambda a: scores[a])
+        detail = f"LinUCB before generation: cloud {scores['cloud']:.3f} vs local {scores['local']:.3f}{mode}"
+        return Decision(arm == "cloud", detail)
+
+    def _cloud_dominates(self, x: np.ndarray, explore: bool) -> bool:
+        """The cloud's estimate beats local's upper bound (optimism for local only, so a cloud that looks good only
+        through its own uncertainty never stops the probe from running) at both ends of the probe's range."""
+        for value in (0.0, 1.0):
+            b = self.bandits["pre"].bounds(_with_pregen(x, value))
+            if b["cloud"][0] <= b["local"][0] + (b["local"][1] if explore else 0.0):
+                return False
+        return True
+
+    def judge(self, answer_id: str, situation: Situation) -> Decision:
+        conf = situation.confidence
+        forced: Optional[Decision] = None
+        if situation.truncated:
+            forced = Decision(True, "the local answer was cut off by the context window")
+        elif conf is None:
+            forced = Decision(self.on_unknown == "escalate", "confidence unknown (no scored tokens)")
+        elif conf < self.threshold and not self.allow_below_threshold:
+            forced = Decision(True, f"confidence {conf:.3f} < calibrated threshold {self.threshold:.3f} (guardrail)")
+        if not answer_id:
+            return forced or Decision(False, f"confidence {conf:.3f} >= threshold {self.threshold:.3f}")
+        x = post_context(situation)
+        with self._lock:
+            self._remember(answer_id, "post", x)
+            if forced is not None:
+                return forced
+            if self.warming_up:
+                return Decision(False, f"confidence {conf:.3f} >= threshold {self.threshold:.3f} (LinUCB warming "
+                                       f"up: {sum(a.n for a in self.bandits['post'].arms.values())}/{self.warmup})")
+            explore = situation.device.cloud_reachable
+            scores = self.bandits["post"].scores(x, explore=explore)
+        arm = max(POST_ARMS, key=lambda a: scores[a])
+        mode = "" if explore else ", cloud unreachable: no exploration"
+        return Decision(arm == "escalate", f"LinUCB: escalate {scores['escalate']:.3f} vs accept "
+                                           f"{scores['accept']:.3f} at confidence {conf:.3f}{mode}")
+
+    def _remember(self, answer_id: str, point: str, x: Any) -> None:
+        entry = self._pending.setdefault(answer_id, {"contexts": {}})
+        entry["contexts"][point] = [float(v) for v in x]
+        while len(self._pending) > C.POLICY_PENDING_MAX:
+            self._pending.popitem(last=False)
+
+    # --- learning -------------------------------------------------------------------------------------------
+    def settle(self, answer_id: str, outcome: Outcome) -> None:
+        """Attach the answer's costs; learn at once when its quality is known (a verifier's, or the cloud prior)."""
+        with self._lock:
+            entry = self._pending.pop(answer_id, None)
+            if entry is None:
+                return
+            entry["outcome"] = {"route": outcome.route, "joules": outcome.joules, "seconds": outcome.seconds,
+                                "dollars": outcome.dollars}
+            quality = outcome.quality
+            if quality is None and outcome.route == "cloud":
+                quality = self.cloud_quality_prior
+            if quality is not None:
+                self._learn(answer_id, entry, quality)
+            elif self._state is not None:
+                self._state.put_pending(answer_id, entry)
+            else:
+                self._pending[answer_id] = entry
+
+    def feedback(self, answer_id: str, quality: float) -> bool:
+        """Learn from ``quality`` (in [0, 1]) for a settled answer; False when it has no pending decision (already
+        learned from, unknown, expired, or decided without context)."""
+        if not 0.0 <= quality <= 1.0:
+            raise PolicyError(f"quality must be in [0, 1], got {quality!r}")
+        with self._lock:
+            entry = self._pending.get(answer_id)
+            if entry is not None and "outcome" not in entry:
+                return False  # not settled yet (still being answered)
+            if entry is None and self._state is not None:
+                entry = self._state.get_pending(answer_id)
+            if entry is None:
+                return False
+            self._pending.pop(answer_id, None)
+            self._learn(answer_id, entry, quality)
+            return True
+
+    def _learn(self, answer_id: str, entry: dict[str, Any], quality: float) -> None:
+        o = entry["outcome"]
+        outcome = Outcome(o["route"], float(o["joules"]), float(o["seconds"]), float(o["dollars"]), quality)
+        r = reward(outcome, self.weights)
+        contexts = entry["contexts"]
+        local_ran = "post" in contexts
+        updates = []
+        if "pre" in contexts:
+            arm = "local" if local_ran or outcome.route != "cloud" else "cloud"
+            updates.append(Update(self.keys["pre"], arm, contexts["pre"], r))
+        if local_ran:
+            arm = "escalate" if outcome.route == "cloud" else "accept"
+            updates.append(Update(self.keys["post"], arm, contexts["post"], r))
+        if self._state is not None:
+            self._state.learn(answer_id, updates)
+        else:
+            point = {v: k for k, v in self.keys.items()}
+            for u in updates:
+                self.bandits[point[u.key]].update(u.arm, u.context, u.reward)
