@@ -36,7 +36,7 @@ from .cloud import CloudAnswer, CloudBackend, OpenAICompatBackend
 from .config import RouterConfig
 from .energy import EnergyMeter, EnergyMonitor, EnergyReading, QueryEnergy
 from .local import Generation, LlamaCppModel, LocalModel
-from .policy import Decision, Policy, ThresholdPolicy
+from .policy import Decision, LinUCBPolicy, Policy, RewardWeights, ThresholdPolicy
 from .privacy import PrivacyDetector
 from .router import AnswerStream, Router
 from .signals import PerplexitySignal, Signal
@@ -70,6 +70,7 @@ __all__ = [
     "GenerationCancelled",
     "InputError",
     "InvalidPromptError",
+    "LinUCBPolicy",
     "LlamaCppModel",
     "LocalModel",
     "ModelCorruptError",
@@ -82,6 +83,7 @@ __all__ = [
     "PrivacyDetector",
     "PromptTooLongError",
     "QueryEnergy",
+    "RewardWeights",
     "Router",
     "RouterConfig",
     "Signal",

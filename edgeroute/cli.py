@@ -13,7 +13,7 @@ from .answer import Answer
 
 def _router_options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {"local_only": args.local_only}
-    for name in ("model", "cloud_url", "cloud_model", "threshold", "max_tokens", "n_ctx"):
+    for name in ("model", "cloud_url", "cloud_model", "threshold", "max_tokens", "n_ctx", "routing", "preset"):
         value = getattr(args, name, None)
         if value is not None:
             opts[name] = value
@@ -64,8 +64,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from .router import Router
 
     history: list[dict[str, str]] = []
+    answer_id: Optional[str] = None
     with Router(**_router_options(args)) as router:
-        print("edgeroute chat: empty line or Ctrl-D to quit", file=sys.stderr)
+        print("edgeroute chat: empty line or Ctrl-D to quit; /good or /bad rates the last answer", file=sys.stderr)
         while True:
             try:
                 line = input("> ")
@@ -73,6 +74,13 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                 break
             if not line.strip():
                 break
+            if line.strip() in ("/good", "/bad"):
+                if answer_id is None:
+                    print("no answer to rate yet", file=sys.stderr)
+                    continue
+                learned = router.feedback(answer_id, line.strip() == "/good")
+                print(f"[feedback stored{'; the policy learned from it' if learned else ''}]", file=sys.stderr)
+                continue
             history.append({"role": "user", "content": line})
             try:
                 answer = router.ask(history)
@@ -81,6 +89,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 continue
             history.append({"role": "assistant", "content": answer.text})
+            answer_id = answer.id
             print(answer.text)
             print(status_line(answer), file=sys.stderr)
     return 0
@@ -119,12 +128,15 @@ def _cmd_energy(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.what == "policy":
+        return _cmd_bench_policy(args)
+
     from .bench.api import run_bench
     from .bench.report import CloudAssumptions, markdown, public
     from .bench.runner import RunParams
 
     report = run_bench(
-        split=args.split,
+        split=args.split or "test",
         data=args.data,
         model=args.model,
         limit=args.limit,
@@ -142,6 +154,64 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(markdown(public(report), f"edgeroute bench ({report['split']})"))
         if report.get("plots"):
             print("plots: " + ", ".join(report["plots"]))
+    return 0
+
+
+def _cmd_feedback(args: argparse.Namespace) -> int:
+    from .router import Router
+
+    with Router(**_router_options(args)) as router:
+        learned = router.feedback(args.answer_id, args.verdict == "good", note=args.note)
+    print(json.dumps({"answer_id": args.answer_id, "correct": args.verdict == "good", "policy_learned": learned}))
+    return 0
+
+
+def _cmd_bench_policy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench.api import policy_queries, run_policy_bench
+    from .bench.report import CloudAssumptions, public
+    from .bench.runner import RunParams
+    from .policy.reward import RewardWeights
+
+    queries, basis = policy_queries(
+        split=args.split or "all",
+        data=args.data,
+        model=args.model,
+        params=RunParams(max_tokens=args.max_tokens),
+        cloud=CloudAssumptions(args.cloud_accuracy, args.cloud_latency_ms, args.cloud_price_per_1k, args.cloud_wait_j),
+        cloud_url=args.cloud_url,
+        cloud_model=args.cloud_model,
+        progress=None if args.quiet else sys.stderr,
+    )
+    weights = RewardWeights.preset(args.preset, energy=args.lambda_energy, latency=args.lambda_latency,
+                                   cost=args.lambda_cost)
+    report = run_policy_bench(queries, basis, length=args.queries, weights=weights, guardrail=args.guardrail,
+                              warmup=args.warmup, seed=args.seed, feedback_rate=args.feedback_rate,
+                              price_factor=args.price_factor, shift_preset=args.shift_preset,
+                              out_dir=Path(args.out) if args.out else None)
+    if args.json:
+        print(json.dumps(public(report), indent=2))
+        return 0
+    print(f"edgeroute bench policy: {report['queries']} queries replayed from {basis['split']} "
+          f"(cloud {basis['cloud_source']}, accuracy {basis['cloud']['accuracy']:.3f}); "
+          f"guardrail threshold {report['guardrail_threshold']:.2f}")
+    print("| policy | mean reward | after warm-up | accuracy | J/query | cloud calls |")
+    print("|---|---|---|---|---|---|")
+    for name, p in report["policies"].items():
+        print(f"| {name} | {p['mean_reward']:.4f} | {p['mean_reward_after_warmup']:.4f} | {p['accuracy']:.3f} | "
+              f"{p['joules_per_query']:.2f} | {p['cloud_calls']} |")
+    a = report["after_warmup"]
+    d = report["policies"]["linucb"]["decision_ms"]
+    print(f"LinUCB after {a['warmup']} queries: {a['linucb_mean_reward']:.4f} vs best fixed policy "
+          f"{a['best_fixed_policy']['mean_reward']:.4f} (gap {a['best_fixed_policy']['linucb_gap']:+.1%}); "
+          f"decision {d['mean']:.3f} ms mean, {d['p99']:.3f} ms p99")
+    for name, shift in report["adaptation"].items():
+        m = shift["mean_reward_after_change"]
+        print(f"{name} at query {shift['change_at']}: after it LinUCB {m['linucb']:.4f}, the old best fixed "
+              f"{m['stale_fixed']:.4f}, the new best fixed (hindsight) {m['hindsight_fixed']:.4f}")
+    if report.get("plots"):
+        print("plots: " + ", ".join(report["plots"]))
     return 0
 
 
@@ -217,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-tokens", type=int, help="longest answer, tokens")
         p.add_argument("--n-ctx", type=int, help="local context window, tokens")
         p.add_argument("--no-trace", action="store_true", help="do not write the decision to the trace store")
+        p.add_argument("--routing", choices=("threshold", "linucb"), help="threshold (default) or the online policy")
+        p.add_argument("--preset", help="the online policy's lambdas: balanced, battery-saver, quality-first, cost-saver")
 
     ask = sub.add_parser("ask", help="answer one prompt")
     ask.add_argument("prompt")
@@ -247,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
-    bench.add_argument("--split", default="test", help="train | calibration | test | heldout-families | all")
+    bench.add_argument("what", nargs="?", choices=("report", "policy"), default="report",
+                       help="report (default): signals and deferral curves; policy: replay the routing policies")
+    bench.add_argument("--split", help="train | calibration | test | heldout-families | all "
+                                       "(default: test for the report, all for policy)")
     bench.add_argument("--data", help="your own JSONL (id, family, question, answers[, split])")
     bench.add_argument("--model", help="GGUF path (default: the default model)")
     bench.add_argument("--limit", type=int, help="only the first N items")
@@ -262,7 +337,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cloud-latency-ms", type=float, default=1500.0, help="assumed cloud latency, ms")
     bench.add_argument("--cloud-price-per-1k", type=float, default=0.0006, help="assumed US$ per 1k tokens")
     bench.add_argument("--cloud-wait-j", type=float, default=0.05, help="assumed device joules per cloud call")
+    pol = bench.add_argument_group("policy replay (bench policy)")
+    pol.add_argument("--queries", type=int, help="stream length (default: the split's size, at least 2000)")
+    pol.add_argument("--seed", type=int, default=0, help="shuffle and exploration seed (default 0)")
+    pol.add_argument("--preset", default="balanced", help="lambdas: balanced, battery-saver, quality-first, cost-saver")
+    pol.add_argument("--lambda-energy", type=float, help="override the preset's energy weight (per 5 J)")
+    pol.add_argument("--lambda-latency", type=float, help="override the preset's latency weight (per second)")
+    pol.add_argument("--lambda-cost", type=float, help="override the preset's cost weight (per US$ 0.0001)")
+    pol.add_argument("--guardrail", type=float, help="LinUCB's guardrail threshold (default: the calibration's)")
+    pol.add_argument("--warmup", type=int, default=500, help="queries before LinUCB is compared (default 500)")
+    pol.add_argument("--feedback-rate", type=float, default=1.0, help="share of answers that get feedback")
+    pol.add_argument("--price-factor", type=float, default=10.0, help="mid-stream cloud price change (default x10)")
+    pol.add_argument("--shift-preset", default="battery-saver", help="mid-stream lambda change (default battery-saver)")
     bench.set_defaults(func=_cmd_bench)
+
+    fb = sub.add_parser("feedback", help="say whether an earlier answer (by id) was right; the online policy learns")
+    fb.add_argument("answer_id")
+    fb.add_argument("verdict", choices=("good", "bad"))
+    fb.add_argument("--note", help="free text stored with the feedback")
+    routing_args(fb)
+    fb.set_defaults(func=_cmd_feedback)
 
     cal = sub.add_parser("calibrate", help="choose the threshold with a statistical guarantee and save it")
     cal.add_argument("--data", help="your own JSONL (default: the shipped calibration split)")

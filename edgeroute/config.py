@@ -24,6 +24,12 @@ class RouterConfig:
     ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
     the estimate's table. ``cloud_url`` / ``cloud_model`` default to ``$EDGEROUTE_CLOUD_URL`` / ``$EDGEROUTE_CLOUD_MODEL``; the API key
     is read only from the environment variable named by ``cloud_api_key_env``.
+
+    ``routing`` ``"linucb"`` turns on the online policy: ``preset`` names the lambdas of its reward (``balanced``,
+    ``battery-saver``, ``quality-first``, ``cost-saver``), ``lambda_energy`` / ``lambda_latency`` / ``lambda_cost``
+    override them; ``cloud_price_per_1k_usd`` (US$ per 1,000 cloud tokens) prices cloud answers;
+    ``cloud_quality_prior`` is the quality credited to a cloud answer without feedback (a negative value: none, wait
+    for feedback); ``allow_below_threshold`` lets it accept local answers below the calibrated threshold.
     """
 
     model: Optional[str] = None
@@ -56,6 +62,14 @@ class RouterConfig:
     energy_meters: Optional[tuple[str, ...]] = None
     energy_idle_w: Optional[float] = None
     watts_per_core: Optional[float] = None
+    routing: str = "threshold"
+    preset: str = C.DEFAULT_PRESET
+    lambda_energy: Optional[float] = None
+    lambda_latency: Optional[float] = None
+    lambda_cost: Optional[float] = None
+    cloud_price_per_1k_usd: float = C.DEFAULT_CLOUD_PRICE_PER_1K_USD
+    cloud_quality_prior: float = C.DEFAULT_CLOUD_QUALITY_PRIOR
+    allow_below_threshold: bool = False
 
     def __post_init__(self) -> None:
         if self.cloud_url is None and os.environ.get(C.ENV_CLOUD_URL):
@@ -99,6 +113,17 @@ class RouterConfig:
                 self.watts_per_core is None or self.watts_per_core > 0,
                 f"watts_per_core must be > 0 watts, got {self.watts_per_core}",
             ),
+            (self.routing in ("threshold", "linucb"), f"routing must be 'threshold' or 'linucb', got {self.routing!r}"),
+            (self.preset in C.REWARD_PRESETS, f"preset must be one of {sorted(C.REWARD_PRESETS)}, got {self.preset!r}"),
+            (
+                all(v is None or v >= 0 for v in (self.lambda_energy, self.lambda_latency, self.lambda_cost)),
+                "lambda_energy, lambda_latency and lambda_cost must be >= 0",
+            ),
+            (
+                self.cloud_price_per_1k_usd >= 0,
+                f"cloud_price_per_1k_usd must be >= 0 US$, got {self.cloud_price_per_1k_usd}",
+            ),
+            (self.cloud_quality_prior <= 1.0, f"cloud_quality_prior must be <= 1, got {self.cloud_quality_prior}"),
             (
                 self.cloud_url is None or self.cloud_url.startswith(("http://", "https://")),
                 f"cloud_url must start with http:// or https://, got {self.cloud_url!r}",

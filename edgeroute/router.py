@@ -9,20 +9,21 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import httpx
 
 from ._constants import DEFAULT_THRESHOLD
-from ._errors import CloudError, ConfigError, PromptTooLongError, StoreError
+from ._errors import CloudError, ConfigError, PolicyError, PromptTooLongError, StoreError
 from .answer import Answer, Route, StreamEvent
 from .cloud.base import CloudAnswer, CloudBackend
 from .cloud.openai_compat import OpenAICompatBackend
 from .cloud.breaker import CircuitBreaker
 from .cloud.retry import RetryingBackend
 from .config import RouterConfig, load_config_file
+from .device import DeviceWatch
 from .energy.base import EnergyReading, QueryEnergy, combine
 from .energy.cputime import CpuScope
 from .energy.detect import build_monitor
@@ -31,6 +32,9 @@ from .local.base import Generation, LocalModel, drain
 from .messages import Message, PromptLike, normalize, prompt_hash
 from .policy.base import Decision, Policy
 from .policy.calibration import Calibration, load_calibration
+from .policy.context import Situation
+from .policy.online import LinUCBPolicy
+from .policy.reward import Outcome, RewardWeights
 from .policy.threshold import ThresholdPolicy
 from .signals.base import Signal
 from .privacy import PrivacyDetector
@@ -41,6 +45,9 @@ from .store import TraceStore
 log = logging.getLogger("edgeroute")
 
 _ENERGY_OFF = "energy metering disabled (energy=False)"
+
+#: Grades an answer: (messages, answer text) -> quality in [0, 1], or None when it cannot tell.
+Verifier = Callable[[Sequence[Message], str], Optional[float]]
 
 
 @dataclass
@@ -63,6 +70,7 @@ class _Work:
     energy_local: Optional[EnergyReading] = None
     energy_pregen: Optional[EnergyReading] = None
     energy_cloud: Optional[EnergyReading] = None
+    cloud_ok: bool = False  # the cloud may be used for this query (not private, configured, not disabled)
 
 
 class AnswerStream:
@@ -117,8 +125,10 @@ class Router:
 
     ``Router(local_only=True)`` never calls the cloud. Any ``RouterConfig`` field can be passed as a keyword.
     ``local_model``, ``cloud``, ``policy``, ``store`` and ``energy_monitor`` replace the built-in parts (e.g. with
-    ``edgeroute.testing`` doubles). Thread-safe: concurrent callers share one model, whose generations are
-    serialised; each answer's energy covers its own generation and its own wait for the cloud.
+    ``edgeroute.testing`` doubles). ``routing="linucb"`` learns online (see ``LinUCBPolicy``) from
+    ``feedback``, from ``verifier`` (called on every answer: messages, text -> quality in [0, 1] or None) and from
+    the cloud prior. Thread-safe: concurrent callers share one model, whose generations are serialised; each
+    answer's energy covers its own generation and its own wait for the cloud.
     """
 
     def __init__(
@@ -132,6 +142,7 @@ class Router:
         store: Optional[TraceStore] = None,
         signals: Optional[list[Signal]] = None,
         energy_monitor: Optional[EnergyMonitor] = None,
+        verifier: Optional[Verifier] = None,
         **options: Any,
     ) -> None:
         if config is not None:
@@ -187,11 +198,27 @@ class Router:
         threshold = cfg.threshold if cfg.threshold is not None else (
             self.calibration.threshold if self.calibration else DEFAULT_THRESHOLD
         )
-        self.policy = policy or ThresholdPolicy(threshold, cfg.on_unknown)
         if store is None and cfg.trace:
             store = TraceStore(cfg.trace_path)
             owned.append(store)
         self.store = store
+        if policy is None and cfg.routing == "linucb":
+            if store is None:
+                raise ConfigError("routing='linucb' learns from feedback kept in the trace store: it needs trace=True")
+            policy = LinUCBPolicy(
+                threshold,
+                weights=RewardWeights.preset(cfg.preset, energy=cfg.lambda_energy, latency=cfg.lambda_latency,
+                                             cost=cfg.lambda_cost),
+                model_key=self.local.fingerprint,
+                store=store,
+                allow_below_threshold=cfg.allow_below_threshold,
+                cloud_quality_prior=cfg.cloud_quality_prior if cfg.cloud_quality_prior >= 0 else None,
+                on_unknown=cfg.on_unknown,
+            )
+        self.policy = policy or ThresholdPolicy(threshold, cfg.on_unknown)
+        self.verifier = verifier
+        #: What the online policy knows of the device (power source, cloud latency).
+        self.device = DeviceWatch()
         if energy_monitor is None and cfg.energy:
             energy_monitor = build_monitor(
                 cfg.energy_meters,
@@ -268,11 +295,16 @@ class Router:
             cancel.set()
             await asyncio.wait([worker])
 
-    def feedback(self, answer_id: str, correct: Optional[bool] = None, *, note: Optional[str] = None) -> None:
-        """Record whether answer ``answer_id`` was correct (stored in the trace against its id)."""
+    def feedback(self, answer_id: str, correct: Optional[bool] = None, *, note: Optional[str] = None) -> bool:
+        """Record whether answer ``answer_id`` was correct (stored in the trace against its id). Returns True when
+        the policy learned from it (a learning policy, the first verdict on that answer); once this returns, what
+        was learned is on disk."""
         if self.store is None:
             raise ConfigError("feedback needs the trace store; this Router was created with trace=False")
         self.store.add_feedback(answer_id, correct=correct, note=note)
+        if correct is None:
+            return False
+        return self.policy.feedback(answer_id, 1.0 if correct else 0.0)
 
     def close(self) -> None:
         """Release what this Router created (model, cloud client, trace store); parts passed in stay open."""
@@ -309,6 +341,7 @@ class Router:
         cfg = self.config
         work = _Work(normalize(prompt), max_tokens or cfg.max_tokens, private)
         block = self._cloud_block(work)
+        work.cloud_ok = block is None
         route: Route
         skip = self._pregen_skip(work) if block is None else None
         reply: Optional[CloudAnswer] = None
@@ -352,8 +385,36 @@ class Router:
             warnings=work.warnings,
         )
         self._trace(work, answer)
+        self._settle(work, answer)
         yield StreamEvent("done", answer=answer)
         return answer
+
+    def _situation(self, work: _Work, generation: Optional[Generation] = None) -> Situation:
+        """What the policy sees of this query now."""
+        reachable = work.cloud_ok and not (isinstance(self.cloud, CircuitBreaker) and self.cloud.state == "open")
+        return Situation(work.messages, work.signals, work.confidence,
+                         bool(generation is not None and generation.truncated), self.device.state(reachable))
+
+    def _settle(self, work: _Work, answer: Answer) -> None:
+        """Tell the policy what the answer cost (J, s, US$) and, with a verifier, how good it was."""
+        quality: Optional[float] = None
+        if self.verifier is not None:
+            try:
+                quality = self.verifier(work.messages, answer.text)
+                if quality is not None and not 0.0 <= float(quality) <= 1.0:
+                    raise PolicyError(f"the verifier returned {quality!r}, not a quality in [0, 1]")
+            except Exception as exc:  # a user's callback: its failure must not lose the answer
+                answer.warnings.append(f"verifier failed: {type(exc).__name__}: {exc}")
+                quality = None
+        cloud_tokens = work.tokens["cloud_prompt"] + work.tokens["cloud_completion"]
+        dollars = self.config.cloud_price_per_1k_usd * cloud_tokens / 1000.0 if answer.route == "cloud" else 0.0
+        outcome = Outcome(answer.route, answer.energy.joules or 0.0, work.latency_ms["total"] / 1000.0, dollars,
+                          quality)
+        try:
+            self.policy.settle(work.id, outcome)
+        except (StoreError, PolicyError) as exc:
+            log.warning("edgeroute: the policy could not learn from %s: %s", work.id, exc)
+            answer.warnings.append(f"policy not updated: {exc}")
 
     def _local_first(
         self, work: _Work, block: Optional[tuple[Route, str]], cancel: Optional[threading.Event]
@@ -406,7 +467,25 @@ class Router:
         return route, text, reason, cloud_model
 
     def _pregen_skip(self, work: _Work) -> Optional[str]:
-        """Run the pre-generation probe (prefill only); the reason to skip local generation, or None."""
+        """The reason to skip local generation, or None: the policy's pre-generation decision, else the
+        pre-generation probe's threshold."""
+        probed: list[Optional[float]] = []
+
+        def probe() -> Optional[float]:  # runs the prefill at most once
+            if not probed:
+                probed.append(self._pregen_score(work))
+            return probed[0]
+
+        decision = self.policy.before(work.id, self._situation(work), probe if self.pregen is not None else None)
+        if decision is not None:
+            return decision.reason if decision.escalate else None
+        score = probe() if self.pregen is not None else None
+        if score is not None and self.pregen is not None and score < self.pregen.threshold:
+            return f"pre-generation probe: P(correct) {score:.3f} < {self.pregen.threshold:.3f}"
+        return None
+
+    def _pregen_score(self, work: _Work) -> Optional[float]:
+        """Run the pre-generation probe (prefill only): P(local answer correct), or None without a probe."""
         probe = self.pregen
         if probe is None:
             return None
@@ -419,12 +498,9 @@ class Router:
             finally:
                 work.energy_pregen = self._energy_end(window)
         work.latency_ms["pregen"] = (time.perf_counter() - t) * 1000.0
-        if score is None:
-            return None
-        work.signals["pregen_confidence"] = score
-        if score < probe.threshold:
-            return f"pre-generation probe: P(correct) {score:.3f} < {probe.threshold:.3f}"
-        return None
+        if score is not None:
+            work.signals["pregen_confidence"] = score
+        return score
 
     def _confidence_signal(self) -> Optional[Signal]:
         """The signal whose value is the confidence (the last one that provides one)."""
@@ -475,7 +551,7 @@ class Router:
             if key is not None and key in work.signals:
                 work.confidence = work.signals[key]
                 break
-        decision = self.policy.decide(work.confidence, truncated=generation.truncated)
+        decision = self.policy.judge(work.id, self._situation(work, generation))
         work.latency_ms["signals"] = (time.perf_counter() - t) * 1000.0
         return decision
 
@@ -513,6 +589,7 @@ class Router:
             work.latency_ms["cloud"] = (time.perf_counter() - t) * 1000.0
             work.energy_cloud = self._energy_end(window)
         if reply is not None:
+            self.device.cloud_answered(work.latency_ms["cloud"] / 1000.0)
             work.tokens["cloud_prompt"] = reply.prompt_tokens
             work.tokens["cloud_completion"] = reply.completion_tokens
         return reply, pieces, error
