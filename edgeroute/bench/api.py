@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from ..local.base import LocalModel
 from ..policy.calibration import (
@@ -18,6 +18,10 @@ from .datasets import load_items
 from .grading import grade
 from .report import CloudAssumptions, build_report, markdown, public
 from .runner import RunParams, decode_vector, rescore, run_cloud, run_local
+
+if TYPE_CHECKING:
+    from ..policy.reward import RewardWeights
+    from .replay import Query
 from ..signals import default_signals
 from ..signals.probe import PregenProbe
 
@@ -164,3 +168,139 @@ def calibrate(
                   source=data or "edgeroute's calibration split")
     path = save_calibration(cal, Path(out) if out else None) if save else None
     return cal, path
+
+
+def policy_queries(
+    *,
+    split: str = "all",
+    data: Optional[str] = None,
+    model: Optional[str | LocalModel] = None,
+    params: RunParams = RunParams(),
+    cloud: CloudAssumptions = CloudAssumptions(),
+    cloud_url: Optional[str] = None,
+    cloud_model: Optional[str] = None,
+    progress: Optional[TextIO] = sys.stderr,
+) -> tuple[list["Query"], dict[str, Any]]:
+    """The harness's cached results (generated where missing) as replayable queries, and what they rest on."""
+    from ..policy.calibration import load_calibration
+    from ..signals.probe import PregenProbe
+    from .replay import CloudCosts, Query
+
+    items = load_items(data, split)
+    local_model, owned = _model(model)
+    try:
+        signals = default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None))
+        pregen = PregenProbe(model_sha256=local_model.fingerprint, n_embd=getattr(local_model, "n_embd", None))
+        records, info = run_local(items, local_model, params, progress=progress,
+                                  need_hidden=len(signals) > 1 or pregen.available)
+        records = rescore(records, items, signals)
+        fingerprint = local_model.fingerprint
+    finally:
+        if owned:
+            local_model.close()
+    cloud_quality: list[float] = [cloud.accuracy] * len(items)
+    cloud_tokens = [r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in records]
+    latency_ms = cloud.latency_ms
+    if cloud_url:
+        from ..cloud.openai_compat import OpenAICompatBackend
+
+        backend = OpenAICompatBackend(cloud_url, cloud_model or "")
+        try:
+            cloud_records, _ = run_cloud(items, backend, params, identity=f"{cloud_url}|{cloud_model}",
+                                         progress=progress)
+        finally:
+            backend.close()
+        cloud_quality = [float(not c.get("error") and grade(c["text"], it)) for it, c in zip(items, cloud_records)]
+        cloud_tokens = [c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in cloud_records]
+        latency_ms = sum(c["latency_ms"] for c in cloud_records) / max(len(cloud_records), 1)
+    queries = []
+    for item, r, cq, tokens in zip(items, records, cloud_quality, cloud_tokens):
+        messages = [{"role": "user", "content": item["question"]}]
+        sig = dict(r["signals"])
+        hidden = decode_vector(r.get("prompt_hidden"))
+        if pregen.available and hidden is not None:
+            sig["pregen_confidence"] = pregen.score(hidden, messages)
+        queries.append(Query(messages, sig, r["confidence"], float(grade(r["text"], item)), cq,
+                             float(r["joules"] or 0.0), r["latency_ms"] / 1000.0, int(tokens)))
+    confidence_signal = next(s for s in reversed(signals) if s.provides_confidence)
+    cal = load_calibration(fingerprint, confidence_signal.confidence_id)
+    basis = {
+        "split": split if data is None else f"{split} of {data}",
+        "items": len(items),
+        "model": fingerprint,
+        "cache": info["cache"],
+        "cloud_source": f"measured: {cloud_model or 'default model'} at {cloud_url}" if cloud_url else "assumed",
+        "cloud": {"accuracy": sum(cloud_quality) / max(len(cloud_quality), 1), "latency_ms": latency_ms,
+                  "wait_joules": cloud.wait_joules, "price_per_1k_tokens_usd": cloud.price_per_1k_tokens_usd},
+        "calibrated_threshold": cal.threshold if cal else None,
+        "pregen_threshold": pregen.threshold if pregen.available else None,
+        "_costs": CloudCosts(latency_ms / 1000.0, cloud.wait_joules, cloud.price_per_1k_tokens_usd),
+    }
+    return queries, basis
+
+
+def run_policy_bench(
+    queries: list["Query"],
+    basis: dict[str, Any],
+    *,
+    length: Optional[int] = None,
+    weights: Optional["RewardWeights"] = None,
+    guardrail: Optional[float] = None,
+    warmup: int = 500,
+    seed: int = 0,
+    feedback_rate: float = 1.0,
+    price_factor: float = 10.0,
+    shift_preset: str = "battery-saver",
+    out_dir: Optional[Path] = None,
+) -> dict[str, Any]:
+    """Replay ``queries`` through LinUCB, the best fixed threshold, always-local, always-cloud and random; then two
+    mid-stream changes (the cloud's price times ``price_factor``; the lambdas switched to ``shift_preset``)."""
+    from dataclasses import replace
+
+    from .._constants import DEFAULT_PRESET, DEFAULT_THRESHOLD
+    from ..policy.reward import RewardWeights
+    from .replay import adaptation, compare, describe, make_stream
+
+    weights = weights or RewardWeights.preset(DEFAULT_PRESET)
+    costs = basis["_costs"]
+    guard = guardrail if guardrail is not None else (basis["calibrated_threshold"] or DEFAULT_THRESHOLD)
+    n = length or max(len(queries), 2000)
+    if not 0 <= warmup < n or not queries:
+        from .._errors import ConfigError
+
+        raise ConfigError(f"need queries to replay and 0 <= warmup < stream length (warmup {warmup}, length {n})")
+    stream = make_stream(queries, n, seed)
+    t0 = time.perf_counter()
+    pre_t = basis["pregen_threshold"]
+    result = compare(stream, lambda i: (weights, costs), guardrail=guard, warmup=warmup, seed=seed,
+                     pregen_threshold=pre_t, feedback_rate=feedback_rate)
+    pricier = replace(costs, price_per_1k_usd=costs.price_per_1k_usd * price_factor)
+    shifts = {
+        f"cloud_price_x{price_factor:g}": adaptation(stream, (weights, costs), (weights, pricier), guardrail=guard,
+                                                     seed=seed, pregen_threshold=pre_t),
+        f"lambdas_to_{shift_preset}": adaptation(stream, (weights, costs), (RewardWeights.preset(shift_preset), costs),
+                                                 guardrail=guard, seed=seed, pregen_threshold=pre_t),
+    }
+    report = {
+        "basis": {k: v for k, v in basis.items() if not k.startswith("_")},
+        "queries": len(stream),
+        "seed": seed,
+        "guardrail_threshold": guard,
+        "feedback_rate": feedback_rate,
+        "setting": describe(weights, costs),
+        "policies": {k: v for k, v in result.items() if not k.startswith("_") and k != "after_warmup"},
+        "after_warmup": result["after_warmup"],
+        "adaptation": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in shifts.items()},
+        "elapsed_s": round(time.perf_counter() - t0, 2),
+        "_shifts": shifts,
+    }
+    if out_dir is not None:
+        import json
+
+        from .plots import write_policy_plot
+        from .report import public
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "policy.json").write_text(json.dumps(public(report), indent=2), encoding="utf-8")
+        report["plots"] = [str(write_policy_plot(report, out_dir))]
+    return report

@@ -57,3 +57,36 @@ def write_plots(report: dict[str, Any], out_dir: Path, title: str) -> list[Path]
     fig.savefig(paths[1], dpi=110)
     plt.close(fig)
     return paths
+
+
+def _choice(c: dict[str, Any]) -> str:
+    if c.get("always_cloud"):
+        return "always cloud"
+    pre = "" if c.get("pregen_threshold") is None else f", pre-gen {c['pregen_threshold']:.2f}"
+    return f"t={c['threshold']:.2f}{pre}"
+
+
+def write_policy_plot(report: dict[str, Any], out_dir: Path) -> Path:
+    """``policy.png``: rolling mean reward of LinUCB against the fixed thresholds around each mid-stream change."""
+    plt = _pyplot()
+    shifts = report["_shifts"]
+    fig, axes = plt.subplots(1, len(shifts), figsize=(6 * len(shifts), 4.2), squeeze=False)
+    for ax, (name, shift) in zip(axes[0], shifts.items()):
+        roll = shift["_rolling"]
+        w = roll["window"]
+        x = range(w, w + len(roll["linucb"]))
+        ax.plot(x, roll["hindsight_fixed"], "k--", lw=1.2, label="best fixed threshold per half (hindsight)")
+        ax.plot(x, roll["stale_fixed"], color="0.55", lw=1.2,
+                label=f"best fixed of the first half ({_choice(shift['best_fixed_before'])}), kept")
+        ax.plot(x, roll["linucb"], lw=1.8, label="LinUCB (learning online)")
+        ax.axvline(shift["change_at"], color="r", lw=1, ls=":")
+        ax.set_title(f"{name.replace('_', ' ')} at query {shift['change_at']}")
+        ax.set_xlabel("query")
+        ax.set_ylabel(f"reward, rolling mean of {w}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    path = out_dir / "policy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,343 @@
+"""``edgeroute bench policy``: replay cached harness results through routing policies, side by side.
+
+Every policy sees the same stream of queries (a seeded shuffle of the split, cycled to the requested length) and is
+charged from the same cached measurements: the local answer's joules and seconds, its grade, and the cloud's quality,
+latency, device-side waiting energy and price (measured when the harness has a real cloud run, else the stated
+assumptions). LinUCB runs the real ``LinUCBPolicy`` with its state in a real SQLite store and learns from every
+answer's reward as it goes (feedback on every answer, or on a ``feedback_rate`` share of them).
+
+Policies: ``linucb``; ``best_fixed_threshold`` (generate locally, escalate below t; t chosen in hindsight on the same
+stream, so it is an upper bound for any fixed threshold); ``always_local``; ``always_cloud``; ``random`` (a fair coin
+before generation, then a fair coin after it).
+"""
+
+from __future__ import annotations
+
+import random as _random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..policy.context import DeviceState, Situation
+from ..policy.online import LinUCBPolicy
+from ..policy.reward import Outcome, RewardWeights, reward
+from ..policy.threshold import ThresholdPolicy
+from ..store import TraceStore
+
+#: Share of a local answer's time and energy spent on the prompt's prefill, which the pre-generation decision pays
+#: even when it then sends the query to the cloud (measured: 87 ms of 460 ms over 40 test prompts on 2 Xeon cores).
+PREFILL_SHARE = 0.19
+#: Thresholds tried for the best fixed policy (1.01: always escalate after generating).
+THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.01), 2)) + (1.01,)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One replayable query: what a policy sees and what each route costs and earns."""
+
+    messages: list[dict[str, str]]
+    signals: dict[str, float]
+    confidence: Optional[float]
+    local_quality: float
+    cloud_quality: float
+    local_j: float
+    local_s: float
+    cloud_tokens: int
+
+
+@dataclass(frozen=True)
+class CloudCosts:
+    """The cloud side of every replayed call: seconds, device joules while waiting, US$ per 1,000 tokens."""
+
+    latency_s: float
+    wait_j: float
+    price_per_1k_usd: float
+
+
+def outcome(q: Query, route: str, cloud: CloudCosts, *, prefill_only: bool = False) -> Outcome:
+    """The outcome of answering ``q`` by ``route``: ``local`` (accepted), ``escalate`` (generated, then the cloud)
+    or ``cloud`` (straight to the cloud; ``prefill_only`` charges the pre-generation prefill too)."""
+    dollars = cloud.price_per_1k_usd * q.cloud_tokens / 1000.0
+    if route == "local":
+        return Outcome("local", q.local_j, q.local_s, 0.0, q.local_quality)
+    if route == "escalate":
+        return Outcome("cloud", q.local_j + cloud.wait_j, q.local_s + cloud.latency_s, dollars, q.cloud_quality)
+    share = PREFILL_SHARE if prefill_only else 0.0
+    return Outcome("cloud", share * q.local_j + cloud.wait_j, share * q.local_s + cloud.latency_s, dollars,
+                   q.cloud_quality)
+
+
+@dataclass
+class Run:
+    """Per-query results of one policy over the stream."""
+
+    rewards: list[float]
+    quality: list[float]
+    joules: list[float]
+    cloud_calls: list[int]
+    decision_ms: list[float]
+
+    def summary(self, warmup: int) -> dict[str, Any]:
+        r = np.asarray(self.rewards)
+        out = {
+            "total_reward": float(r.sum()),
+            "mean_reward": float(r.mean()),
+            "mean_reward_after_warmup": float(r[warmup:].mean()) if len(r) > warmup else None,
+            "accuracy": float(np.mean(self.quality)),
+            "joules": float(np.sum(self.joules)),
+            "joules_per_query": float(np.mean(self.joules)),
+            "cloud_calls": int(np.sum(self.cloud_calls)),
+        }
+        if self.decision_ms:
+            d = np.asarray(self.decision_ms)
+            out["decision_ms"] = {"mean": float(d.mean()), "p50": float(np.percentile(d, 50)),
+                                  "p99": float(np.percentile(d, 99)), "max": float(d.max())}
+        return out
+
+
+Schedule = Callable[[int], tuple[RewardWeights, CloudCosts]]
+ROUTES = ("local", "escalate", "cloud_direct", "cloud_after_prefill")
+
+
+def _record(run: Run, o: Outcome, weights: RewardWeights) -> None:
+    run.rewards.append(reward(o, weights))
+    run.quality.append(float(o.quality or 0.0))
+    run.joules.append(o.joules)
+    run.cloud_calls.append(int(o.route == "cloud"))
+
+
+class RouteTable:
+    """Reward, quality, joules and cloud calls of every query under every route, as arrays (for fixed policies)."""
+
+    def __init__(self, stream: Sequence[Query], schedule: Schedule) -> None:
+        cols: dict[str, dict[str, list[float]]] = {r: {"reward": [], "quality": [], "joules": [], "cloud": []}
+                                                   for r in ROUTES}
+        for i, q in enumerate(stream):
+            weights, cloud = schedule(i)
+            for route in ROUTES:
+                o = outcome(q, "cloud" if route.startswith("cloud") else route, cloud,
+                            prefill_only=route == "cloud_after_prefill")
+                c = cols[route]
+                c["reward"].append(reward(o, weights))
+                c["quality"].append(float(o.quality or 0.0))
+                c["joules"].append(o.joules)
+                c["cloud"].append(float(o.route == "cloud"))
+        self.cols = {r: {k: np.asarray(v) for k, v in c.items()} for r, c in cols.items()}
+        self.conf = np.array([-1.0 if q.confidence is None else q.confidence for q in stream])
+        self.pregen = np.array([q.signals.get("pregen_confidence", np.inf) for q in stream])
+
+    def choose(self, route: np.ndarray) -> Run:
+        """The run that takes ``route[i]`` (an index into ``ROUTES``) for query i."""
+        pick = {k: np.choose(route, [self.cols[r][k] for r in ROUTES]) for k in ("reward", "quality", "joules", "cloud")}
+        return Run(pick["reward"].tolist(), pick["quality"].tolist(), pick["joules"].tolist(),
+                   pick["cloud"].astype(int).tolist(), [])
+
+    def fixed(self, threshold: float, pregen_threshold: Optional[float] = None) -> np.ndarray:
+        """Routes of the fixed policy: straight to the cloud when the pre-generation probe is below
+        ``pregen_threshold`` (None: no probe run), else generate and escalate below ``threshold``."""
+        route = np.where(self.conf >= threshold, 0, 1)
+        if pregen_threshold is not None:
+            route = np.where(self.pregen < pregen_threshold, 3, route)
+        return route
+
+
+def run_fixed(stream: Sequence[Query], schedule: Schedule, threshold: float) -> Run:
+    """Generate locally; escalate when confidence < ``threshold`` (unknown confidence escalates)."""
+    table = RouteTable(stream, schedule)
+    return table.choose(table.fixed(threshold))
+
+
+def run_random(stream: Sequence[Query], schedule: Schedule, seed: int) -> Run:
+    """A fair coin before generation (cloud or local), then a fair coin after it (accept or escalate)."""
+    rng = np.random.default_rng(seed)
+    table = RouteTable(stream, schedule)
+    n = len(stream)
+    return table.choose(np.where(rng.random(n) < 0.5, 2, np.where(rng.random(n) < 0.5, 1, 0)))
+
+
+def run_linucb(stream: Sequence[Query], schedule: Schedule, *, guardrail: float, seed: int,
+               pregen_threshold: Optional[float] = None, feedback_rate: float = 1.0,
+               state_dir: Optional[Path] = None, **options: Any) -> tuple[Run, dict[str, Any]]:
+    """The real ``LinUCBPolicy`` (state in a real SQLite store), learning as it goes; ``options`` go to it. Where it
+    has no pre-generation opinion (warming up) the pre-generation probe's threshold decides, as in the Router."""
+    rng = _random.Random(seed)
+    run = Run([], [], [], [], [])
+    update_ms: list[float] = []
+    with tempfile.TemporaryDirectory(dir=state_dir) as tmp:
+        store = TraceStore(Path(tmp) / "policy.sqlite3")
+        weights0, cloud0 = schedule(0)
+        policy = LinUCBPolicy(guardrail, weights=weights0, model_key="replay", store=store,
+                              cloud_quality_prior=None, **options)
+        try:
+            for i, q in enumerate(stream):
+                weights, cloud = schedule(i)
+                policy.weights = weights
+                aid = f"q{i}"
+                device = DeviceState(None, True, cloud.latency_s)
+                probed: list[bool] = []
+                pregen = q.signals.get("pregen_confidence")
+
+                def probe() -> Optional[float]:
+                    probed.append(True)
+                    return pregen
+
+                t = time.perf_counter()
+                pre = policy.before(aid, Situation(q.messages, {}, device=device), probe)
+                ms = (time.perf_counter() - t) * 1000.0
+                if pre is None and pregen_threshold is not None and pregen is not None:
+                    skip = probe() < pregen_threshold  # type: ignore[operator]
+                else:
+                    skip = pre is not None and pre.escalate
+                if skip:
+                    o = outcome(q, "cloud", cloud, prefill_only=bool(probed))
+                else:
+                    t = time.perf_counter()
+                    post = policy.judge(aid, Situation(q.messages, q.signals, q.confidence, device=device))
+                    ms += (time.perf_counter() - t) * 1000.0
+                    o = outcome(q, "escalate" if post.escalate else "local", cloud)
+                run.decision_ms.append(ms)
+                _record(run, o, weights)
+                t = time.perf_counter()
+                policy.settle(aid, Outcome(o.route, o.joules, o.seconds, o.dollars, None))
+                if rng.random() < feedback_rate:
+                    assert o.quality is not None
+                    policy.feedback(aid, o.quality)
+                update_ms.append((time.perf_counter() - t) * 1000.0)
+        finally:
+            store.close()
+    u = np.asarray(update_ms)
+    return run, {"update_ms_mean": float(u.mean()), "update_ms_p99": float(np.percentile(u, 99))}
+
+
+def best_fixed(table: RouteTable, window: slice = slice(None), *, pregen: bool = False,
+               min_threshold: float = 0.0) -> tuple[dict[str, Any], Run]:
+    """The fixed policy with the highest total reward over ``window`` of the stream, chosen in hindsight: a
+    threshold on the confidence (``>= min_threshold``), and with ``pregen`` also a threshold on the pre-generation
+    probe, or always-cloud."""
+    candidates: list[tuple[dict[str, Any], np.ndarray]] = []
+    pregen_grid: Sequence[Optional[float]] = [None] + [float(p) for p in THRESHOLDS] if pregen else [None]
+    for p in pregen_grid:
+        for t in THRESHOLDS:
+            if t >= min_threshold:
+                candidates.append(({"threshold": float(t), "pregen_threshold": p}, table.fixed(float(t), p)))
+    if pregen:
+        candidates.append(({"always_cloud": True}, np.full(len(table.conf), 2)))
+    rewards = table.cols
+    best = max(candidates, key=lambda c: float(np.choose(c[1], [rewards[r]["reward"] for r in ROUTES])[window].sum()))
+    return best[0], table.choose(best[1])
+
+
+def make_stream(queries: Sequence[Query], length: int, seed: int) -> list[Query]:
+    """A seeded shuffle of ``queries``, reshuffled each time it runs out, ``length`` long."""
+    rng = _random.Random(seed)
+    out: list[Query] = []
+    while len(out) < length:
+        order = list(range(len(queries)))
+        rng.shuffle(order)
+        out += [queries[i] for i in order]
+    return out[:length]
+
+
+def threshold_decision_ms(stream: Sequence[Query], pregen: bool) -> list[float]:
+    """Wall time of the fixed policies' decisions, ms: ``ThresholdPolicy.decide`` (and, with ``pregen``, the
+    comparison of the pre-generation probe with its threshold)."""
+    policy, out = ThresholdPolicy(0.5), []
+    for q in stream:
+        t = time.perf_counter()
+        if pregen:
+            _ = q.signals.get("pregen_confidence", 1.0) < 0.5
+        policy.decide(q.confidence)
+        out.append((time.perf_counter() - t) * 1000.0)
+    return out
+
+
+def compare(stream: Sequence[Query], schedule: Schedule, *, guardrail: float, warmup: int, seed: int,
+            pregen_threshold: Optional[float] = None, feedback_rate: float = 1.0) -> dict[str, Any]:
+    """Every policy on ``stream``; LinUCB's mean reward after ``warmup`` queries against the best fixed policies'
+    on the same queries (chosen in hindsight on them)."""
+    lin, timing = run_linucb(stream, schedule, guardrail=guardrail, seed=seed, pregen_threshold=pregen_threshold,
+                             feedback_rate=feedback_rate)
+    table = RouteTable(stream, schedule)
+    fixed_t, fixed_run = best_fixed(table)
+    policy_t, policy_run = best_fixed(table, pregen=True)
+    runs = {
+        "linucb": lin,
+        "best_fixed_threshold": fixed_run,
+        "best_fixed_policy": policy_run,
+        "always_local": table.choose(np.zeros(len(stream), dtype=int)),
+        "always_cloud": table.choose(np.full(len(stream), 2)),
+        "random": run_random(stream, schedule, seed),
+    }
+    for name in ("best_fixed_threshold", "best_fixed_policy"):
+        runs[name].decision_ms = threshold_decision_ms(stream, runs[name] is policy_run)
+    out: dict[str, Any] = {name: run.summary(warmup) for name, run in runs.items()}
+    out["best_fixed_threshold"]["choice"] = fixed_t
+    out["best_fixed_policy"]["choice"] = policy_t
+    out["linucb"].update(timing)
+    late = slice(warmup, None)
+    lin_late = float(np.mean(lin.rewards[late]))
+    after: dict[str, Any] = {"warmup": warmup, "linucb_mean_reward": lin_late}
+    for name, kwargs in (("best_fixed_threshold", {}), ("best_fixed_policy", {"pregen": True}),
+                         ("best_fixed_policy_within_guardrail", {"pregen": True, "min_threshold": guardrail})):
+        choice, run = best_fixed(table, late, **kwargs)  # type: ignore[arg-type]
+        mean = float(np.mean(run.rewards[late]))
+        after[name] = {"choice": choice, "mean_reward": mean,
+                       "linucb_gap": (mean - lin_late) / abs(mean) if mean else None}
+    out["after_warmup"] = after
+    return out
+
+
+def rolling(values: Sequence[float], window: int) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < window:
+        return np.array([v.mean()]) if len(v) else v
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    return (c[window:] - c[:-window]) / window
+
+
+def adaptation(stream: Sequence[Query], before: tuple[RewardWeights, CloudCosts],
+               after: tuple[RewardWeights, CloudCosts], *, guardrail: float, seed: int,
+               pregen_threshold: Optional[float] = None, window: int = 200) -> dict[str, Any]:
+    """The world changes at the middle of the stream (a lambda, or the cloud's price). LinUCB against the best fixed
+    threshold of the first half kept after the change (stale) and the best fixed threshold of each half (hindsight):
+    mean rewards after the change, and how many queries LinUCB needs to come within 5% of the hindsight policy
+    (rolling mean over ``window`` queries)."""
+    mid = len(stream) // 2
+
+    def schedule(i: int) -> tuple[RewardWeights, CloudCosts]:
+        return before if i < mid else after
+
+    lin, _ = run_linucb(stream, schedule, guardrail=guardrail, seed=seed, pregen_threshold=pregen_threshold)
+    table = RouteTable(stream, schedule)
+    t1, first = best_fixed(table, slice(0, mid), pregen=True)
+    t2, second = best_fixed(table, slice(mid, None), pregen=True)
+    stale = first  # the first half's best, kept after the change
+    oracle_rewards = first.rewards[:mid] + second.rewards[mid:]
+    roll_lin, roll_best = rolling(lin.rewards, window), rolling(oracle_rewards, window)
+    recovered = None
+    for k in range(mid, len(roll_lin)):
+        if roll_lin[k] >= roll_best[k] - 0.05 * abs(roll_best[k]):
+            recovered = k + window - mid  # the window ending k + window - 1 lies after the change
+            break
+    return {
+        "change_at": mid,
+        "best_fixed_before": t1,
+        "best_fixed_after": t2,
+        "mean_reward_after_change": {
+            "linucb": float(np.mean(lin.rewards[mid:])),
+            "stale_fixed": float(np.mean(stale.rewards[mid:])),
+            "hindsight_fixed": float(np.mean(second.rewards[mid:])),
+        },
+        "queries_to_within_5pct": recovered,
+        "_rolling": {"linucb": roll_lin.tolist(), "stale_fixed": rolling(stale.rewards, window).tolist(),
+                     "hindsight_fixed": roll_best.tolist(), "window": window},
+    }
+
+
+def describe(weights: RewardWeights, cloud: CloudCosts) -> dict[str, Any]:
+    return {"lambdas": asdict(weights), "cloud": asdict(cloud)}
