@@ -205,7 +205,7 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     d = report["policies"]["linucb"]["decision_ms"]
     print(f"LinUCB after {a['warmup']} queries: {a['linucb_mean_reward']:.4f} vs best fixed policy "
           f"{a['best_fixed_policy']['mean_reward']:.4f} (gap {a['best_fixed_policy']['linucb_gap']:+.1%}); "
-          f"decision {d['mean']:.3f} ms mean, {d['p99']:.3f} ms p99")
+          f"a decision takes {d['mean']:.3f} ms mean, {d['p99']:.3f} ms p99 ({d['per_query_mean']:.3f} ms per query)")
     for name, shift in report["adaptation"].items():
         m = shift["mean_reward_after_change"]
         print(f"{name} at query {shift['change_at']}: after it LinUCB {m['linucb']:.4f}, the old best fixed "

@@ -99,3 +99,28 @@ def test_the_shipped_calibration_applies_to_the_default_model(real_model):
     assert router.policy.threshold == router.calibration.threshold
     a = router.ask("What is 2+2?", max_tokens=16)
     assert a.threshold_source.startswith("calibrated: wrong local answers <= 0.1 of queries with probability >= 0.95")
+
+
+@pytest.mark.server
+def test_linucb_routing_on_the_real_model_and_a_real_cloud_server(real_model, llama_server, tmp_path):
+    """The online policy end to end: real prefill probe, real generation, real HTTP cloud, real SQLite state."""
+    opts = dict(local_model=real_model, cloud_url=llama_server.base_url, cloud_model="default",
+                routing="linucb", preset="cost-saver", trace_path=str(tmp_path / "t.db"), max_tokens=24)
+    router = Router(**opts)
+    routes = []
+    for prompt in PROMPTS[:6]:
+        a = router.ask(prompt)
+        routes.append(a.route)
+        assert a.text.strip() and a.route in ("local", "cloud")
+        assert "pregen_confidence" in a.signals  # the pre-generation probe ran (warm-up: its threshold decides)
+        if a.route == "local":
+            assert a.confidence >= router.policy.threshold  # the guardrail
+            assert router.feedback(a.id, True) is True
+        else:
+            assert router.feedback(a.id, True) is False  # the cloud prior already taught it
+    learned = {pt: sum(s.n for s in b.arms.values()) for pt, b in router.policy.bandits.items()}
+    assert learned["pre"] == 6
+    router.close()
+    again = Router(**opts)
+    assert {pt: sum(s.n for s in b.arms.values()) for pt, b in again.policy.bandits.items()} == learned
+    again.close()

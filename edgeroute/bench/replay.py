@@ -93,10 +93,11 @@ class Run:
             "joules_per_query": float(np.mean(self.joules)),
             "cloud_calls": int(np.sum(self.cloud_calls)),
         }
-        if self.decision_ms:
+        if self.decision_ms:  # one entry per decision (LinUCB: before and after generation are one each)
             d = np.asarray(self.decision_ms)
             out["decision_ms"] = {"mean": float(d.mean()), "p50": float(np.percentile(d, 50)),
-                                  "p99": float(np.percentile(d, 99)), "max": float(d.max())}
+                                  "p99": float(np.percentile(d, 99)), "max": float(d.max()), "decisions": len(d),
+                                  "per_query_mean": float(d.sum() / len(self.rewards))}
         return out
 
 
@@ -188,7 +189,7 @@ def run_linucb(stream: Sequence[Query], schedule: Schedule, *, guardrail: float,
 
                 t = time.perf_counter()
                 pre = policy.before(aid, Situation(q.messages, {}, device=device), probe)
-                ms = (time.perf_counter() - t) * 1000.0
+                run.decision_ms.append((time.perf_counter() - t) * 1000.0)
                 if pre is None and pregen_threshold is not None and pregen is not None:
                     skip = probe() < pregen_threshold  # type: ignore[operator]
                 else:
@@ -198,9 +199,8 @@ def run_linucb(stream: Sequence[Query], schedule: Schedule, *, guardrail: float,
                 else:
                     t = time.perf_counter()
                     post = policy.judge(aid, Situation(q.messages, q.signals, q.confidence, device=device))
-                    ms += (time.perf_counter() - t) * 1000.0
+                    run.decision_ms.append((time.perf_counter() - t) * 1000.0)
                     o = outcome(q, "escalate" if post.escalate else "local", cloud)
-                run.decision_ms.append(ms)
                 _record(run, o, weights)
                 t = time.perf_counter()
                 policy.settle(aid, Outcome(o.route, o.joules, o.seconds, o.dollars, None))
