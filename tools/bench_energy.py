@@ -91,7 +91,7 @@ def main() -> int:
                 "battery_fake_sysfs": EnergyMonitor([battery])}
     window_us = {name: round(window_cost_us(m, args.windows), 1) for name, m in monitors.items()}
     overhead = {
-        name: {"local": round(us / 1e6 / mean_answer_s, 6), "escalated": round(2 * us / 1e6 / mean_answer_s, 6)}
+        name: {"local": float(f"{us / 1e6 / mean_answer_s:.4g}"), "escalated": float(f"{2 * us / 1e6 / mean_answer_s:.4g}")}
         for name, us in window_us.items()
     }
     result = {
