@@ -125,6 +125,22 @@ def _cmd_energy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """What every ``bench`` mode takes from the command line: data, model, generation, the cloud, progress."""
+    from .bench.report import CloudAssumptions
+    from .bench.runner import RunParams
+
+    return dict(
+        data=args.data,
+        model=args.model,
+        params=RunParams(max_tokens=args.max_tokens),
+        cloud=CloudAssumptions(args.cloud_accuracy, args.cloud_latency_ms, args.cloud_price_per_1k, args.cloud_wait_j),
+        cloud_url=args.cloud_url,
+        cloud_model=args.cloud_model,
+        progress=None if args.quiet else sys.stderr,
+    )
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -132,21 +148,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_policy(args)
 
     from .bench.api import run_bench
-    from .bench.report import CloudAssumptions, markdown, public
-    from .bench.runner import RunParams
+    from .bench.report import markdown, public
 
     report = run_bench(
         split=args.split or "test",
-        data=args.data,
-        model=args.model,
         limit=args.limit,
-        params=RunParams(max_tokens=args.max_tokens),
-        cloud=CloudAssumptions(args.cloud_accuracy, args.cloud_latency_ms, args.cloud_price_per_1k, args.cloud_wait_j),
-        cloud_url=args.cloud_url,
-        cloud_model=args.cloud_model,
         use_cache=not args.no_cache,
         out_dir=Path(args.out) if args.out else None,
-        progress=None if args.quiet else sys.stderr,
+        **_bench_inputs(args),
     )
     if args.json:
         print(json.dumps(public(report), indent=2))
@@ -170,20 +179,10 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .bench.api import policy_queries, run_policy_bench
-    from .bench.report import CloudAssumptions, public
-    from .bench.runner import RunParams
+    from .bench.report import public
     from .policy.reward import RewardWeights
 
-    queries, basis = policy_queries(
-        split=args.split or "all",
-        data=args.data,
-        model=args.model,
-        params=RunParams(max_tokens=args.max_tokens),
-        cloud=CloudAssumptions(args.cloud_accuracy, args.cloud_latency_ms, args.cloud_price_per_1k, args.cloud_wait_j),
-        cloud_url=args.cloud_url,
-        cloud_model=args.cloud_model,
-        progress=None if args.quiet else sys.stderr,
-    )
+    queries, basis = policy_queries(split=args.split or "all", **_bench_inputs(args))
     weights = RewardWeights.preset(args.preset, energy=args.lambda_energy, latency=args.lambda_latency,
                                    cost=args.lambda_cost)
     report = run_policy_bench(queries, basis, length=args.queries, weights=weights, guardrail=args.guardrail,
