@@ -17,7 +17,9 @@ from ._errors import ConfigError
 class RouterConfig:
     """Everything a Router can be told. Times in seconds, lengths in tokens, probabilities in [0, 1].
 
-    ``probe`` uses the shipped hidden-state probe (when it matches the model) for the confidence; ``pregen`` lets
+    ``selfref`` loads the shipped Self-REF adapter (when it was trained on this model) and reports its confidence
+    token's P(<CN>) as the ``selfref`` signal (one extra token of compute per answer). ``probe`` uses the shipped
+    hidden-state probe (when it matches the model) for the confidence; ``pregen`` lets
     the pre-generation probe skip local generation below ``pregen_threshold`` (None: the probe's own) when the
     cloud can take the query. ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
     else ``DEFAULT_THRESHOLD``. ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
@@ -39,6 +41,7 @@ class RouterConfig:
     temperature: float = C.DEFAULT_TEMPERATURE
     hidden_states: bool = True
     probe: bool = True
+    selfref: bool = False
     pregen: bool = True
     pregen_threshold: Optional[float] = None
     threshold: Optional[float] = None

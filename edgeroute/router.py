@@ -157,10 +157,13 @@ class Router:
         if local_model is None:
             from .local.llama import LlamaCppModel
 
-            local_model = LlamaCppModel(
+            engine = LlamaCppModel(
                 cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states
             )
-            owned.append(local_model)
+            owned.append(engine)
+            if cfg.selfref:
+                self._load_selfref(engine)
+            local_model = engine
         self.local = local_model
         #: Why the configured cloud is not used at all (e.g. no API key for a remote endpoint), or "".
         self.cloud_disabled = ""
@@ -177,7 +180,9 @@ class Router:
             owned.append(cloud)
         self.cloud = cloud
         if signals is None:
-            signals = default_signals(self.local.fingerprint, getattr(self.local, "n_embd", None), probe=cfg.probe)
+            adapter = getattr(self.local, "selfref", None)
+            signals = default_signals(self.local.fingerprint, getattr(self.local, "n_embd", None), probe=cfg.probe,
+                                      selfref_adapter=adapter.sha256 if adapter is not None else None)
         self.signals = signals
         #: The pre-generation probe in use (None: off, not shipped for this model, or the model has no hidden state).
         self.pregen: Optional[PregenProbe] = None
@@ -234,6 +239,17 @@ class Router:
         #: so a query waiting for the model is not charged for another query's compute.
         self._local_gate = threading.Lock()
         self._owned = owned
+
+    @staticmethod
+    def _load_selfref(engine: Any) -> None:
+        """Load the shipped Self-REF adapter into ``engine``, or warn once why there is none for this model."""
+        from .local.selfref import SelfRefAdapter
+
+        adapter = SelfRefAdapter.shipped()
+        if adapter is None or not adapter.fits(engine.fingerprint):
+            log.warning("edgeroute: selfref=True but no Self-REF adapter ships for %s; the signal is off", engine.name)
+            return
+        engine.load_selfref(adapter)
 
     # --- public API -----------------------------------------------------------------------------------------
     def ask(
@@ -545,6 +561,8 @@ class Router:
         t = time.perf_counter()
         for signal in self.signals:
             work.signals.update(signal.compute(generation, work.messages))
+        for signal in self.signals:
+            work.signals.update(signal.derive(work.signals))
         work.confidence = None
         for signal in reversed(self.signals):  # the last signal that produced a confidence wins
             key = signal.provides_confidence

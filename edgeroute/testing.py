@@ -42,7 +42,8 @@ class MockLocalModel(LocalModel):
         self.n_ctx = n_ctx
         self.n_embd = n_embd
         self.token_delay_s = token_delay_s
-        self._queue: deque[tuple[str, Optional[list[float]], Optional[list[float]]]] = deque()
+        self._queue: deque[tuple[str, Optional[list[float]], Optional[list[float]],
+                                 Optional[tuple[float, float]]]] = deque()
         self.calls: list[list[Message]] = []
         self.prefills = 0
 
@@ -51,11 +52,14 @@ class MockLocalModel(LocalModel):
         return "mock-local-model"
 
     def enqueue(
-        self, text: str, *, logprobs: Optional[Sequence[float]] = None, entropies: Optional[Sequence[float]] = None
+        self, text: str, *, logprobs: Optional[Sequence[float]] = None, entropies: Optional[Sequence[float]] = None,
+        selfref_logits: Optional[tuple[float, float]] = None,
     ) -> None:
-        """Queue the next answer; ``logprobs``/``entropies`` (nats), one per whitespace-separated token."""
+        """Queue the next answer; ``logprobs``/``entropies`` (nats), one per whitespace-separated token;
+        ``selfref_logits`` the (<CN>, <UN>) logits of a Self-REF confidence slot, as an adapter would give."""
         self._queue.append(
-            (text, None if logprobs is None else list(logprobs), None if entropies is None else list(entropies))
+            (text, None if logprobs is None else list(logprobs), None if entropies is None else list(entropies),
+             selfref_logits)
         )
 
     def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
@@ -89,9 +93,9 @@ class MockLocalModel(LocalModel):
         with self.lock:
             self.calls.append(list(messages))
             if self._queue:
-                text, lps, ents = self._queue.popleft()
+                text, lps, ents, slot = self._queue.popleft()
             else:
-                text, lps, ents = messages[-1]["content"], None, None
+                text, lps, ents, slot = messages[-1]["content"], None, None, None
             budget = min(max_tokens, self.n_ctx - n_prompt)
             all_words = text.split()
             words = all_words[:budget]
@@ -116,6 +120,7 @@ class MockLocalModel(LocalModel):
                 truncated=len(all_words) > budget and budget < max_tokens,
                 prompt_hidden=self._hidden("prompt:" + messages[-1]["content"]),
                 answer_hidden=self._hidden("answer:" + text),
+                selfref_logits=slot if words else None,
             )
 
 

@@ -66,7 +66,7 @@ def test_contexts_follow_their_layouts_and_mark_unknown_signals():
     x = pre_context(Situation(Q))
     assert x.shape == (len(PRE_FEATURES),) and x[PRE_FEATURES.index("bias")] == 1.0
     assert x[PRE_FEATURES.index("pregen")] == 0.5 and x[PRE_FEATURES.index("pregen_known")] == 0.0
-    y = post_context(Situation(Q, {"probe_confidence": 0.9, "selfref_confidence": float("nan")}, 0.8,
+    y = post_context(Situation(Q, {"probe_confidence": 0.9, "selfref": float("nan")}, 0.8,
                                device=DeviceState(True, False, 30.0)))
     assert y.shape == (len(POST_FEATURES),) and np.all(np.isfinite(y)) and np.all((0 <= y) & (y <= 1))
     named = dict(zip(POST_FEATURES, y))

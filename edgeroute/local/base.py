@@ -49,6 +49,8 @@ class Generation:
     truncated: bool = False
     #: Prompt tokens reused from the previous call's KV cache (not re-evaluated).
     reused_prompt_tokens: int = 0
+    #: Next-token logits of the Self-REF confidence slot, (<CN>, <UN>), when a Self-REF adapter is loaded.
+    selfref_logits: Optional[tuple[float, float]] = None
 
     @property
     def completion_tokens(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
 import hashlib
 import os
 import threading
@@ -28,6 +29,7 @@ from .._errors import GenerationCancelled, ModelCorruptError, ModelLoadError, Pr
 from ..messages import Message
 from .base import Generation, LocalModel
 from .resolve import resolve_model_path
+from .selfref import SelfRefAdapter, selfref_confidence
 
 # ChatML, used only when a GGUF carries no chat template of its own.
 _FALLBACK_TEMPLATE = (
@@ -121,6 +123,7 @@ class LlamaCppModel(LocalModel):
         hidden_states: bool = True,
         seed: int = 0,
         extra_buffers: Optional[bool] = None,
+        selfref: Optional[SelfRefAdapter] = None,
         verbose: bool = False,
     ) -> None:
         super().__init__()
@@ -161,6 +164,64 @@ class LlamaCppModel(LocalModel):
         self._vocab = self._llama._model.vocab
         self._stats = _StepStats(self.n_vocab)
         self._formatter = self._make_formatter()
+        #: The Self-REF adapter in use (None: none loaded); its LoRA is applied only at the confidence slot.
+        self.selfref: Optional[SelfRefAdapter] = None
+        self._adapter: Any = None
+        if selfref is not None:
+            self.load_selfref(selfref)
+
+    def load_selfref(self, adapter: SelfRefAdapter) -> None:
+        """Load a Self-REF adapter's LoRA (kept off: generation never sees it; only the confidence slot does).
+        ``ModelLoadError`` when it was trained on another model."""
+        if self._adapter is not None:
+            raise ModelLoadError("a Self-REF adapter is loaded already")
+        if not adapter.fits(self.fingerprint):
+            raise ModelLoadError(f"the Self-REF adapter {adapter.path} was trained on another model "
+                                 f"({adapter.base_model_sha256[:12]}, this is {self.fingerprint[:12]})")
+        if not (0 <= adapter.cn_token_id < self.n_vocab and 0 <= adapter.un_token_id < self.n_vocab):
+            raise ModelLoadError(f"the Self-REF adapter's token ids do not fit this vocabulary ({self.n_vocab})")
+        handle = self._lc.llama_adapter_lora_init(self._llama._model.model, str(adapter.path).encode("utf-8"))
+        if not handle:
+            raise ModelCorruptError(f"llama.cpp could not load the Self-REF adapter {adapter.path}")
+        self._adapter, self.selfref = handle, adapter
+        self._llama._stack.callback(self._lc.llama_adapter_lora_free, handle)
+
+    def _set_adapter(self, on: bool) -> None:
+        lc = self._lc
+        if on:
+            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(self._adapter)
+            scales = (ctypes.c_float * 1)(1.0)
+            failed = lc.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
+        else:
+            failed = lc.llama_set_adapters_lora(self._ctx, None, 0, None)
+        if failed:
+            raise ModelLoadError("llama.cpp refused to switch the Self-REF adapter")
+
+    def _slot_logits(self, last_token: int) -> tuple[float, float]:
+        """Evaluate ``last_token`` (the answer's last, not yet in the KV cache) with the adapter on and read the
+        <CN> / <UN> logits; then drop it again, so the cache holds only what the base model computed."""
+        assert self.selfref is not None
+        llama = self._llama
+        self._set_adapter(True)
+        try:
+            llama.eval([last_token])
+            logits = self._logits()
+            out = (float(logits[self.selfref.cn_token_id]), float(logits[self.selfref.un_token_id]))
+        finally:
+            self._set_adapter(False)
+            llama.n_tokens -= 1  # the next eval drops the adapted position from the KV cache
+        return out
+
+    def selfref_score(self, token_ids: Sequence[int]) -> float:
+        """P(<CN>) / (P(<CN>) + P(<UN>)) after ``token_ids`` (a prompt and its answer, ids), as in ``stream``."""
+        if self.selfref is None:
+            raise ModelLoadError("no Self-REF adapter loaded")
+        ids = list(token_ids)
+        with self.lock:
+            reused = self._reuse_prefix(ids)  # keeps at most len(ids) - 1 tokens
+            if len(ids) - 1 > reused:
+                self._llama.eval(ids[reused:-1])
+            return selfref_confidence(*self._slot_logits(ids[-1]))
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _make_formatter(self) -> Any:
@@ -320,7 +381,12 @@ class LlamaCppModel(LocalModel):
             finally:
                 if embeddings_on:
                     lc.llama_set_embeddings(ctx, False)
-            t2 = time.perf_counter()
+            slot: Optional[tuple[float, float]] = None
+            if self.selfref is not None and ids:
+                if finish == "stop":  # the last answer token is in the cache, computed without the adapter
+                    llama.n_tokens -= 1
+                slot = self._slot_logits(ids[-1])
+            t2 = time.perf_counter()  # decode_s includes the confidence slot
         return Generation(
             text="".join(pieces),
             token_ids=ids,
@@ -334,6 +400,7 @@ class LlamaCppModel(LocalModel):
             answer_hidden=answer_hidden,
             truncated=finish == "length" and budget < max_tokens,
             reused_prompt_tokens=reused,
+            selfref_logits=slot,
         )
 
     def close(self) -> None:

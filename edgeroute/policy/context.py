@@ -48,7 +48,7 @@ _DEVICE = ("on_battery", "cloud_reachable", "cloud_latency_s")
 #: Optional probabilities: (signal name, context name); each adds the value and a ``*_known`` flag.
 _PROBS_PRE = (("pregen_confidence", "pregen"),)
 _PROBS_POST = (("pregen_confidence", "pregen"), ("perplexity_confidence", "perplexity"),
-               ("probe_confidence", "probe"), ("selfref_confidence", "selfref"))
+               ("probe_confidence", "probe"), ("selfref", "selfref"))
 
 
 def _names(probs: Sequence[tuple[str, str]], post: bool) -> tuple[str, ...]:

@@ -26,6 +26,11 @@ class Signal(abc.ABC):
     def compute(self, generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
         """Return this signal's named values for ``generation``."""
 
+    def derive(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Values computed from other signals' (called once all of them have run, with every value so far);
+        default: nothing. Blends of signals live here."""
+        return {}
+
     def from_cache(self, record: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
         """Recompute this signal from a benchmark cache record (``signals`` with the perplexity features and the
         base64 hidden states) instead of a live generation; default: nothing (the cached values stand)."""
