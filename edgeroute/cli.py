@@ -228,6 +228,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         save=not args.dry_run,
         out=args.out,
         progress=None if args.quiet else sys.stderr,
+        selfref=args.selfref,
     )
     out = {
         "threshold": cal.threshold,
@@ -368,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", help="save to this file instead of the user data directory")
     cal.add_argument("--json", action="store_true", help="print threshold, epsilon, delta, n, expected_cloud_rate")
     cal.add_argument("--quiet", action="store_true", help="no progress bar")
+    cal.add_argument("--selfref", action="store_true", help="calibrate the confidence of Router(selfref=True)")
     cal.set_defaults(func=_cmd_calibrate)
     return parser
 

@@ -191,7 +191,11 @@ def test_corrupt_or_foreign_calibration_is_ignored_with_a_warning():
     path.write_text("{not json")
     with pytest.warns(RuntimeWarning, match="unreadable calibration"):
         assert load_calibration(local.fingerprint) is None
-    save_calibration(Calibration(0.7, "guarantee", 100, 0.5, 0.05, model=local.fingerprint, confidence_id="other"))
+    path.unlink()
+    other = save_calibration(Calibration(0.7, "guarantee", 100, 0.5, 0.05, model=local.fingerprint,
+                                         confidence_id="other"))
+    assert other == calibration_path(local.fingerprint, "other")  # one file per confidence map
+    assert load_calibration(local.fingerprint, "other").threshold == 0.7
     with pytest.warns(RuntimeWarning, match="another model or confidence map"):
         assert load_calibration(local.fingerprint, "mine") is None
     with warnings.catch_warnings():

@@ -84,6 +84,7 @@ def test_bench_json_contract_cache_and_plots(tmp_path):
         assert key in d, key
     assert d["n"] == 12 and set(d["cpt"]) == {"50", "80", "95"} and d["assumptions"]["source"] == "assumed"
     assert {"auroc", "auprc", "ece"} <= set(d["signals"]["perplexity_confidence"])
+    assert {"auroc", "auprc", "ece"} <= set(d["signals"]["selfref"])  # the shipped Self-REF adapter scored them
     assert d["energy"]["method"] == "estimated" and d["energy"]["local_joules_per_query"] > 0
     assert d["run"]["generated"] == 12
     assert (out / "report.md").read_text().startswith("# edgeroute bench")

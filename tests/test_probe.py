@@ -180,8 +180,11 @@ def test_shipped_probes_load_from_an_installed_wheel(tmp_path, real_model):
         "from edgeroute.signals.probe import ProbeSignal, PregenProbe\n"
         f"p = ProbeSignal(model_sha256={real_model.fingerprint!r}, n_embd={real_model.n_embd})\n"
         f"q = PregenProbe(model_sha256={real_model.fingerprint!r}, n_embd={real_model.n_embd})\n"
+        "from edgeroute.local.selfref import SelfRefAdapter\n"
+        "a = SelfRefAdapter.shipped()\n"
         "print(json.dumps({'file': edgeroute.__file__, 'probe': p.available, 'pregen': q.available,"
-        " 'threshold': q.threshold, 'error': p.error}))\n"
+        f" 'threshold': q.threshold, 'error': p.error, 'selfref': a.fits({real_model.fingerprint!r}),"
+        " 'selfref_file': str(a.path)}))\n"
     )
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
@@ -189,3 +192,4 @@ def test_shipped_probes_load_from_an_installed_wheel(tmp_path, real_model):
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["file"].startswith(str(target)) and d["probe"] and d["pregen"] and 0 < d["threshold"] < 1, d
+    assert d["selfref"] and d["selfref_file"].startswith(str(target)), d  # the Self-REF adapter ships too

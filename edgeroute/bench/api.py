@@ -26,12 +26,38 @@ from ..signals import default_signals
 from ..signals.probe import PregenProbe
 
 
-def _model(model: Optional[str | LocalModel]) -> tuple[LocalModel, bool]:
+def _needs_hidden(signals: list[Any]) -> bool:
+    """A hidden-state probe is among ``signals``, so cached records need their hidden states."""
+    from ..signals.probe import ProbeSignal
+
+    return any(isinstance(s, ProbeSignal) for s in signals)
+
+
+def _signals(engine: LocalModel) -> list[Any]:
+    """The Router's signals for ``engine`` (with the Self-REF blend when the engine runs an adapter)."""
+    adapter = getattr(engine, "selfref", None)
+    return default_signals(engine.fingerprint, getattr(engine, "n_embd", None),
+                           selfref_adapter=adapter.sha256 if adapter is not None else None)
+
+
+def _provider(signals: list[Any]) -> str:
+    """The name of the confidence the Router would use with ``signals`` (the last signal that provides one)."""
+    return str(next(s.provides_confidence for s in reversed(signals) if s.provides_confidence))
+
+
+def _model(model: Optional[str | LocalModel], *, selfref: bool = False) -> tuple[LocalModel, bool]:
+    """The engine to run (and whether this module owns it); with ``selfref``, the shipped Self-REF adapter is
+    loaded when it was trained on this model."""
     if isinstance(model, LocalModel):
         return model, False
     from ..local.llama import LlamaCppModel
+    from ..local.selfref import SelfRefAdapter
 
-    return LlamaCppModel(model), True
+    engine = LlamaCppModel(model)
+    adapter = SelfRefAdapter.shipped() if selfref else None
+    if adapter is not None and adapter.fits(engine.fingerprint):
+        engine.load_selfref(adapter)
+    return engine, True
 
 
 def run_bench(
@@ -47,20 +73,25 @@ def run_bench(
     use_cache: bool = True,
     out_dir: Optional[Path] = None,
     progress: Optional[TextIO] = sys.stderr,
+    selfref: bool = True,
 ) -> dict[str, Any]:
-    """Run (or reuse) the local model over a split, optionally a real cloud too, and build the report.
+    """Run (or reuse) the local model over a split, optionally a real cloud too, and build the report. With
+    ``selfref`` (default) the shipped Self-REF adapter scores every answer when it fits the model (``selfref``
+    under ``signals``; answers cached without it are generated again, with the same text).
 
     With ``out_dir``, also writes ``report.md``, ``report.json`` and the PNG plots there."""
     t0 = time.perf_counter()
     items = load_items(data, split)[: limit or None]
-    local_model, owned = _model(model)
+    local_model, owned = _model(model, selfref=selfref)
     try:
-        signals = default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None))
+        signals = _signals(local_model)
         pregen = PregenProbe(model_sha256=local_model.fingerprint, n_embd=getattr(local_model, "n_embd", None))
-        hidden = len(signals) > 1 or pregen.available  # the probes need the cached hidden states
+        hidden = _needs_hidden(signals) or pregen.available  # the probes need the cached hidden states
         local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress,
-                                need_hidden=hidden)
-        local = rescore(local, items, signals)
+                                need_hidden=hidden, need_selfref=selfref)
+        # the report's confidence is the Router's default one; the Self-REF blend is listed among the signals
+        confidence_name = _provider(default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None)))
+        local = rescore(local, items, signals, confidence=confidence_name)
     finally:
         if owned:
             local_model.close()
@@ -76,7 +107,6 @@ def run_bench(
             backend.close()
         cloud = CloudAssumptions(cloud.accuracy, cloud.latency_ms, cloud.price_per_1k_tokens_usd, cloud.wait_joules,
                                  f"measured: {cloud_model or 'default model'} at {cloud_url}")
-    confidence_name = next(s.provides_confidence for s in reversed(signals) if s.provides_confidence)
     report = build_report(items, local, cloud, cloud_records, confidence_signal=confidence_name)
     if pregen.available:
         report["pregen"] = pregen_stats(items, local, pregen, report["assumptions"]["accuracy"])
@@ -142,16 +172,19 @@ def calibrate(
     save: bool = True,
     out: Optional[str] = None,
     progress: Optional[TextIO] = sys.stderr,
+    selfref: bool = False,
 ) -> tuple[Calibration, Optional[Path]]:
     """Calibrate the Router's threshold for ``model`` on the calibration split (or every item of ``data``) and
-    save it where Router finds it. Raises ``CalibrationError`` when epsilon cannot be certified."""
+    save it where Router finds it. Raises ``CalibrationError`` when epsilon cannot be certified. With ``selfref``
+    the confidence calibrated is the one a ``Router(selfref=True)`` uses (the Self-REF blend)."""
     from dataclasses import replace
 
     items = load_items(data, "calibration" if data is None else None)
-    local_model, owned = _model(model)
+    local_model, owned = _model(model, selfref=selfref)
     try:
-        signals = default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None))
-        records, _ = run_local(items, local_model, params, progress=progress, need_hidden=len(signals) > 1)
+        signals = _signals(local_model)
+        records, _ = run_local(items, local_model, params, progress=progress, need_hidden=_needs_hidden(signals),
+                               need_selfref=selfref)
         records = rescore(records, items, signals)
         fingerprint = local_model.fingerprint
     finally:
@@ -192,7 +225,7 @@ def policy_queries(
         signals = default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None))
         pregen = PregenProbe(model_sha256=local_model.fingerprint, n_embd=getattr(local_model, "n_embd", None))
         records, info = run_local(items, local_model, params, progress=progress,
-                                  need_hidden=len(signals) > 1 or pregen.available)
+                                  need_hidden=_needs_hidden(signals) or pregen.available)
         records = rescore(records, items, signals)
         fingerprint = local_model.fingerprint
     finally:

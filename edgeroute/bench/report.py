@@ -70,7 +70,7 @@ def build_report(
         v = np.array([r["signals"].get(name, 0.0) for r in local], dtype=np.float64)[present]
         y = correct[present]
         scores = _oriented(name, v)
-        probability = name.endswith("confidence")
+        probability = name.endswith("confidence") or name == "selfref"
         signals[name] = {
             "auroc": M.auroc(scores, y),
             "auprc": M.auprc(scores, y),

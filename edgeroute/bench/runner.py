@@ -138,11 +138,13 @@ def run_local(
     progress: Optional[TextIO] = sys.stderr,
     on_generate: Optional[Callable[[str], None]] = None,
     need_hidden: bool = False,
+    need_selfref: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One record per item (``id``, ``text``, ``signals``, ``confidence``, ``latency_ms``, ``completion_tokens``,
     ``joules``, ``energy_method``, ``energy_source``, and base64 ``prompt_hidden`` / ``answer_hidden`` when the
     engine provides them) and run info (cache path, how many were generated). ``need_hidden`` regenerates cached
-    records that lack hidden states (made before they were cached)."""
+    records that lack hidden states (made before they were cached); ``need_selfref`` regenerates records not scored
+    by the model's current Self-REF adapter (the answer text is the same: the adapter only touches the slot)."""
     from ..router import Router
 
     capture = _Capture(model)
@@ -153,6 +155,10 @@ def run_local(
         have = cache.load() if use_cache else {}
         if need_hidden:
             have = {k: v for k, v in have.items() if v.get("prompt_hidden") is not None}
+        adapter = getattr(model, "selfref", None)
+        adapter_sha = adapter.sha256 if adapter is not None else None
+        if need_selfref and adapter_sha:
+            have = {k: v for k, v in have.items() if v.get("selfref_adapter") == adapter_sha}
         question = {i["id"]: i["question"] for i in items}
         have = {k: v for k, v in have.items() if v.get("question") == question.get(k, v.get("question"))}
         todo = [i for i in items if i["id"] not in have]
@@ -175,6 +181,7 @@ def run_local(
                 "energy_source": a.energy.source,
                 "prompt_hidden": encode_vector(capture.last.prompt_hidden if capture.last else None),
                 "answer_hidden": encode_vector(capture.last.answer_hidden if capture.last else None),
+                "selfref_adapter": adapter_sha,
             }
             have[item["id"]] = record
             if use_cache:
@@ -188,19 +195,26 @@ def run_local(
 
 
 def rescore(
-    records: list[dict[str, Any]], items: Sequence[dict[str, Any]], signals: Sequence[Any]
+    records: list[dict[str, Any]], items: Sequence[dict[str, Any]], signals: Sequence[Any],
+    *, confidence: Optional[str] = None,
 ) -> list[dict[str, Any]]:
     """Recompute every signal that can be recomputed from the cache (``Signal.from_cache``: the perplexity map,
-    the ONNX probe) with the current files, and the confidence as the Router would pick it."""
+    the ONNX probe; ``Signal.derive``: blends) with the current files, and the confidence as the Router would pick
+    it (or the value named ``confidence``)."""
     out = []
     for item, r in zip(items, records):
         messages = [{"role": "user", "content": item["question"]}]
         sig = dict(r["signals"])
         for signal in signals:
             sig.update(signal.from_cache({**r, "signals": sig}, messages))
-        confidence = next((sig[s.provides_confidence] for s in reversed(signals)
-                           if s.provides_confidence and s.provides_confidence in sig), None)
-        out.append({**r, "signals": sig, "confidence": confidence})
+        for signal in signals:
+            sig.update(signal.derive(sig))
+        if confidence is not None:
+            value = sig.get(confidence)
+        else:
+            value = next((sig[s.provides_confidence] for s in reversed(signals)
+                          if s.provides_confidence and s.provides_confidence in sig), None)
+        out.append({**r, "signals": sig, "confidence": value})
     return out
 
 

@@ -172,21 +172,22 @@ def calibration_dir() -> Path:
     return default_data_dir() / "calibrations"
 
 
-def calibration_path(model_fingerprint: str) -> Path:
-    return calibration_dir() / f"{model_fingerprint[:32] or 'unknown'}.json"
+def calibration_path(model_fingerprint: str, confidence_id: str = "") -> Path:
+    """Where the calibration of this model (and this confidence map, when named) is saved: one file each, so the
+    probe's confidence and the Self-REF blend keep their own thresholds."""
+    stem = model_fingerprint[:32] or "unknown"
+    return calibration_dir() / (f"{stem}-{confidence_id}.json" if confidence_id else f"{stem}.json")
 
 
 def save_calibration(cal: Calibration, path: Optional[Path] = None) -> Path:
     """Write atomically (temp file + rename): a crash leaves the old file or the new one, never half of one."""
-    target = path or calibration_path(cal.model)
+    target = path or calibration_path(cal.model, cal.confidence_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(cal.to_dict(), indent=2), encoding="utf-8")
     os.replace(tmp, target)
     return target
 
-
-SHIPPED_FILE = "calibration.json"
 
 
 def _read(path: Path, model_fingerprint: str, confidence_id: str, quiet_mismatch: bool) -> Optional[Calibration]:
@@ -207,14 +208,23 @@ def load_calibration(model_fingerprint: str, confidence_id: str = "") -> Optiona
     """The calibration for this model: the user's (saved by ``edgeroute calibrate``), else the one shipped in the
     wheel for the default model, else None. A corrupt file, or one made for another model or confidence map, is
     ignored with a warning (the shipped one silently, since it only fits the default model)."""
-    path = calibration_path(model_fingerprint)
-    if path.exists():
-        cal = _read(path, model_fingerprint, confidence_id, quiet_mismatch=False)
-        if cal is not None:
-            return cal
+    mine = calibration_path(model_fingerprint, confidence_id)
+    legacy = calibration_path(model_fingerprint)
+    candidates = [mine] + ([legacy] if legacy != mine else [])
+    for path in candidates:
+        if path.exists():
+            cal = _read(path, model_fingerprint, confidence_id, quiet_mismatch=path == mine)
+            if cal is not None:
+                return cal
+    others = sorted(p for p in calibration_dir().glob(f"{model_fingerprint[:32]}-*.json") if p not in candidates)
+    if others:
+        warnings.warn(f"edgeroute: ignoring {', '.join(p.name for p in others)}: made for another model or "
+                      f"confidence map", RuntimeWarning, stacklevel=2)
     from importlib import resources
 
-    shipped = resources.files("edgeroute._models").joinpath(SHIPPED_FILE)
-    if shipped.is_file():
-        return _read(Path(str(shipped)), model_fingerprint, confidence_id, quiet_mismatch=True)
+    for shipped in sorted(resources.files("edgeroute._models").iterdir(), key=lambda r: r.name):
+        if shipped.name.startswith("calibration") and shipped.name.endswith(".json") and shipped.is_file():
+            cal = _read(Path(str(shipped)), model_fingerprint, confidence_id, quiet_mismatch=True)
+            if cal is not None and (cal.confidence_id == confidence_id or not confidence_id):
+                return cal
     return None
