@@ -19,6 +19,8 @@ def _router_options(args: argparse.Namespace) -> dict[str, Any]:
             opts[name] = value
     if args.no_trace:
         opts["trace"] = False
+    if getattr(args, "selfref", False):
+        opts["selfref"] = True
     return opts
 
 
@@ -288,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--n-ctx", type=int, help="local context window, tokens")
         p.add_argument("--no-trace", action="store_true", help="do not write the decision to the trace store")
         p.add_argument("--routing", choices=("threshold", "linucb"), help="threshold (default) or the online policy")
+        p.add_argument("--selfref", action="store_true", help="score answers with the Self-REF confidence token too")
         p.add_argument("--preset", help="the online policy's lambdas: balanced, battery-saver, quality-first, cost-saver")
 
     ask = sub.add_parser("ask", help="answer one prompt")

@@ -20,7 +20,8 @@ The adapter is written as a llama.cpp LoRA GGUF (``general.type = adapter``, ``a
 ``<tensor>.lora_a`` / ``.lora_b``; q_proj's B rows permuted like convert_hf_to_gguf permutes q), then loaded back
 into llama.cpp on validation items to check that it reproduces torch's P(<CN>).
 
-    pip install "torch==2.13.0" transformers peft gguf     # CPU build; training takes about 15 minutes on 2 cores
+    pip install -e ".[train-selfref]"      # torch==2.13.0 (a CPU build), transformers, peft, gguf
+                                           # training takes about 25 minutes on 2 cores
     python tools/train_selfref.py                          # -> models/selfref.gguf, models/selfref.json
 """
 
