@@ -1,7 +1,8 @@
 """``edgeroute serve``: an OpenAI-compatible endpoint backed by a Router (standard library HTTP server).
 
 Routes: ``POST /v1/chat/completions`` (``"stream": true`` gives server-sent events), ``GET /v1/models``,
-``GET /health``. It binds 127.0.0.1 unless told otherwise; with ``token`` set, every request needs
+``GET /health``, and ``POST /v1/edgeroute/feedback`` (``{"id": <edgeroute.id of a completion>, "correct": true}``:
+stored in the trace, and the online policy learns from it). It binds 127.0.0.1 unless told otherwise; with ``token`` set, every request needs
 ``Authorization: Bearer <token>``. Each connection runs in its own thread: local generations are serialised by the
 Router, cloud calls run concurrently. Every completion carries the routing decision in an ``edgeroute`` field and
 in ``X-Edgeroute-*`` headers (route, confidence, energy).
@@ -17,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
-from ._errors import EdgeRouteError, InputError
+from ._errors import ConfigError, EdgeRouteError, InputError, UnknownAnswerError
 from .answer import Answer
 from .router import Router
 
@@ -117,12 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}")
 
-    def do_POST(self) -> None:
-        if self.path != "/v1/chat/completions":
-            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}")
-            return
-        if not self._authorized():
-            return
+    def _body(self) -> Optional[dict[str, Any]]:
+        """The request's JSON object, or None after answering 400 / 413."""
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
@@ -130,11 +127,30 @@ class _Handler(BaseHTTPRequestHandler):
         if not 0 < length <= MAX_BODY_BYTES:
             self._error(HTTPStatus.BAD_REQUEST if length <= 0 else HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                         f"a JSON body of 1 to {MAX_BODY_BYTES} bytes is required")
-            return
+            return None
         try:
             body = json.loads(self.rfile.read(length))
-            messages = body["messages"]
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._error(HTTPStatus.BAD_REQUEST, "body must be a JSON object (a completion request has a 'messages' list)")
+            return None
+        return body
+
+    def do_POST(self) -> None:
+        if self.path not in ("/v1/chat/completions", "/v1/edgeroute/feedback"):
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}")
+            return
+        if not self._authorized():
+            return
+        body = self._body()
+        if body is None:
+            return
+        if self.path == "/v1/edgeroute/feedback":
+            self._feedback(body)
+            return
+        messages = body.get("messages")
+        if not isinstance(messages, list):
             self._error(HTTPStatus.BAD_REQUEST, "body must be JSON with a 'messages' list")
             return
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -148,6 +164,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._router_error(exc)
             return
         self._send_json(HTTPStatus.OK, completion(answer, self.server.model_name), _headers(answer))
+
+    def _feedback(self, body: dict[str, Any]) -> None:
+        answer_id, correct, note = body.get("id"), body.get("correct"), body.get("note")
+        if not isinstance(answer_id, str) or correct not in (True, False, None) or not isinstance(note, (str, type(None))):
+            self._error(HTTPStatus.BAD_REQUEST, "feedback needs 'id' (a string), 'correct' (true, false or null) and "
+                                                "optionally 'note' (a string)")
+            return
+        try:
+            learned = self.server.router.feedback(answer_id.removeprefix("chatcmpl-"), correct, note=note)
+        except UnknownAnswerError as exc:
+            self._error(HTTPStatus.NOT_FOUND, str(exc))
+        except ConfigError as exc:
+            self._error(HTTPStatus.CONFLICT, str(exc))
+        except EdgeRouteError as exc:
+            self._router_error(exc)
+        else:
+            self._send_json(HTTPStatus.OK, {"id": answer_id, "stored": True, "policy_learned": learned})
 
     def _stream(self, messages: Any, max_tokens: Optional[int], private: bool) -> None:
         """Server-sent events in OpenAI's chunk format; an escalation sends the cloud's answer after a chunk whose

@@ -103,6 +103,31 @@ def test_private_requests_stay_local(served):
     assert reply.model_extra["edgeroute"]["route"] == "local" and cloud.requests == []
 
 
+def test_feedback_route_stores_it_and_the_online_policy_learns(tmp_path):
+    local, cloud = MockLocalModel(), MockCloud()
+    router = Router(local_model=local, cloud=cloud, routing="linucb", threshold=0.3, energy=False,
+                    trace_path=str(tmp_path / "t.db"))
+    server = EdgerouteServer(router, port=0)
+    server.start_background()
+    try:
+        local.enqueue("Paris it is", logprobs=SURE)
+        reply = client(server).chat.completions.create(
+            model="edgeroute", messages=[{"role": "user", "content": "Capital of France?"}])
+        answer_id = reply.model_extra["edgeroute"]["id"]
+        url = server.url + "/v1/edgeroute/feedback"
+        r = httpx.post(url, json={"id": reply.id, "correct": True, "note": "right"})  # the completion's id works too
+        assert r.status_code == 200 and r.json()["policy_learned"] is True
+        assert httpx.post(url, json={"id": answer_id, "correct": True}).json()["policy_learned"] is False  # once
+        assert [f["note"] for f in router.store.get(answer_id)["feedback"]] == ["right", None]
+        assert httpx.post(url, json={"id": "nope", "correct": True}).status_code == 404
+        assert httpx.post(url, json={"id": answer_id, "correct": "yes"}).status_code == 400
+        assert httpx.post(url, content=b"[1]", headers={"Content-Type": "application/json"}).status_code == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+        router.close()
+
+
 def test_eight_concurrent_clients_times_25_requests(served):
     server, local, cloud = served
     errors, answers = [], []
