@@ -105,6 +105,16 @@ def test_settings_switch_presets_and_refuse_while_busy():
     assert local.calls  # the shared model was used and is still the caller's to close
 
 
+def test_learning_mode_uses_the_online_policy_and_good_bad_teach_it():
+    s, local, _ = make_session(learn=True, preset="battery-saver")
+    assert type(s.router.policy).__name__ == "LinUCBPolicy" and s.router.config.preset == "battery-saver"
+    local.enqueue("Paris is it", logprobs=SURE)
+    s.ask("Capital of France?")
+    answer = s.finish(drain(s)[-1])
+    assert s.feedback(answer.id, good=True) is True and s.feedback(answer.id, good=False) is False
+    s.close()
+
+
 def test_app_without_a_display_exits_with_a_clear_message():
     pytest.importorskip("tkinter", reason="this Python has no Tk")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}

@@ -116,6 +116,7 @@ class ChatWindow:
             cloud_model=self.cloud_model.get().strip() or None,
             local_only=self.local_only.get(),
             preset=self.preset.get(),
+            learn=self.session.settings.learn,
         )
         try:
             self.session.apply(settings)
@@ -203,12 +204,14 @@ class ChatWindow:
 
 
 def vars_of(s: Settings) -> dict[str, Any]:
-    return {"cloud_url": s.cloud_url, "cloud_model": s.cloud_model, "local_only": s.local_only, "preset": s.preset}
+    return {"cloud_url": s.cloud_url, "cloud_model": s.cloud_model, "local_only": s.local_only, "preset": s.preset,
+            "learn": s.learn}
 
 
 def describe_settings(s: Settings) -> str:
     cloud = "local only" if s.local_only else (s.cloud_url or "no cloud configured")
-    return f"{cloud}, preset {s.preset} (threshold {PRESETS[s.preset]['threshold']})"
+    how = "learning from Good/Bad" if s.learn else f"threshold {PRESETS[s.preset]['threshold']}"
+    return f"{cloud}, preset {s.preset} ({how})"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -217,6 +220,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--cloud-model", help="model name to ask the cloud for")
     ap.add_argument("--local-only", action="store_true", help="never call the cloud")
     ap.add_argument("--preset", choices=list(PRESETS), default="balanced", help="energy/cost preset")
+    ap.add_argument("--learn", action="store_true", help="learn from Good/Bad (the online LinUCB policy)")
     ap.add_argument("--event-log", type=Path, help="append a JSON line per answer/feedback (for tests and demos)")
     args = ap.parse_args(argv)
     try:
@@ -224,7 +228,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except tk.TclError as exc:
         print(f"desktop_chat: no display ({exc}); run it in a desktop session or under xvfb-run", file=sys.stderr)
         return 2
-    settings = Settings(args.cloud_url, args.cloud_model, args.local_only, args.preset)
+    settings = Settings(args.cloud_url, args.cloud_model, args.local_only, args.preset, args.learn)
     try:
         session = ChatSession(settings)
     except EdgeRouteError as exc:

@@ -33,6 +33,9 @@ class Settings:
     cloud_model: Optional[str] = None
     local_only: bool = False
     preset: str = "balanced"
+    #: Learn from the Good / Bad buttons (the online LinUCB policy with this preset's lambdas; the calibrated
+    #: threshold stays the floor) instead of using the preset's fixed threshold.
+    learn: bool = False
 
 
 @dataclass
@@ -83,13 +86,14 @@ class ChatSession:
 
             self._local = LlamaCppModel()  # load the model once; Routers built around it are cheap
         preset = PRESETS[s.preset]
+        routing = {"routing": "linucb", "preset": s.preset} if s.learn else {"threshold": preset["threshold"]}
         return Router(
             local_only=s.local_only,
             local_model=self._local,
             cloud_url=s.cloud_url or None,
             cloud_model=s.cloud_model or None,
-            threshold=preset["threshold"],
             max_tokens=preset["max_tokens"],
+            **routing,
             **self._options,
         )
 
@@ -143,8 +147,9 @@ class ChatSession:
         if self.history and self.history[-1]["role"] == "user":
             self.history.pop()
 
-    def feedback(self, answer_id: str, good: bool) -> None:
-        self.router.feedback(answer_id, correct=good)
+    def feedback(self, answer_id: str, good: bool) -> bool:
+        """Store Good / Bad for an answer; True when the online policy learned from it (``learn`` on)."""
+        return self.router.feedback(answer_id, correct=good)
 
     def close(self) -> None:
         self.stop()
