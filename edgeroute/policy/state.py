@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS policy_pending (
     created   REAL NOT NULL,
     entry     TEXT NOT NULL      -- JSON: the decisions taken and the outcome, waiting for a quality
 );
+CREATE INDEX IF NOT EXISTS policy_pending_created ON policy_pending(created);
 """
 
 
