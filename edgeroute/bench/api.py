@@ -22,7 +22,7 @@ from .runner import RunParams, decode_vector, rescore, run_cloud, run_local
 if TYPE_CHECKING:
     from ..policy.reward import RewardWeights
     from .replay import Query
-from ..signals import default_signals
+from ..signals import SelfRefBlend, default_signals
 from ..signals.probe import PregenProbe
 
 
@@ -90,7 +90,7 @@ def run_bench(
         local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress,
                                 need_hidden=hidden, need_selfref=selfref)
         # the report's confidence is the Router's default one; the Self-REF blend is listed among the signals
-        confidence_name = _provider(default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None)))
+        confidence_name = _provider([s for s in signals if not isinstance(s, SelfRefBlend)])
         local = rescore(local, items, signals, confidence=confidence_name)
     finally:
         if owned:

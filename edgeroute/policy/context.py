@@ -8,7 +8,6 @@ its ``*_known`` flag 0, so a missing probe or Self-REF adapter never produces Na
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from ..messages import Message
-from ..signals.query import QUERY_FEATURES, query_features
+from ..signals.query import QUERY_FEATURES, features_of, last_user_text
 
 
 @dataclass(frozen=True)
@@ -67,17 +66,6 @@ POST_FEATURES = _names(_PROBS_POST, post=True)
 PRE_PREGEN = (PRE_FEATURES.index("pregen"), PRE_FEATURES.index("pregen_known"))
 
 
-def _last_user(messages: Sequence[Message]) -> str:
-    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-
-
-@functools.lru_cache(maxsize=256)
-def _query(last_user: str, turns: int) -> tuple[float, ...]:
-    """The query features, computed once per question (both decision points of a query read them)."""
-    messages = [{"role": "user", "content": ""}] * (turns - 1) + [{"role": "user", "content": last_user}]
-    return tuple(query_features(messages))
-
-
 def _clip01(v: float) -> float:
     return min(max(v, 0.0), 1.0) if math.isfinite(v) else 0.5
 
@@ -91,7 +79,7 @@ def _context(s: Situation, probs: Sequence[tuple[str, str]], post: bool) -> np.n
     for name, _ in probs:
         v = s.signals.get(name)
         values += [0.5, 0.0] if v is None or not math.isfinite(v) else [_clip01(v), 1.0]
-    q = _query(_last_user(s.messages), len(s.messages))
+    q = features_of(last_user_text(s.messages), len(s.messages))
     values += [_clip01(q[i] / _QUERY_SCALE.get(name, 1.0)) for i, name in zip(_QUERY_INDEX, _QUERY)]
     d = s.device
     latency = d.cloud_latency_s if d.cloud_latency_s is not None else 1.0

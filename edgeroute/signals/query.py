@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -16,9 +17,19 @@ _STARTS = {"q_what": "what", "q_which": "which", "q_who": "who", "q_how": "how"}
 _YES_NO = re.compile(r"^(is|are|does|do|can|was|were|will|has|have)\b")
 
 
+def last_user_text(messages: Sequence[Message]) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
 def query_features(messages: Sequence[Message]) -> list[float]:
     """``QUERY_FEATURES`` for the last user message (and the number of turns), in that order."""
-    text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return list(features_of(last_user_text(messages), len(messages)))
+
+
+@functools.lru_cache(maxsize=256)
+def features_of(text: str, turns: int) -> tuple[float, ...]:
+    """``QUERY_FEATURES`` of a question ``text`` asked at turn ``turns`` (cached: every decision point of one query
+    reads them)."""
     lower = text.strip().lower()
     n = max(len(text), 1)
     out = {
@@ -30,8 +41,8 @@ def query_features(messages: Sequence[Message]) -> list[float]:
         "q_ends_question": 1.0 if "?" in text else 0.0,
         "q_yes_no": 1.0 if _YES_NO.match(lower) else 0.0,
         "q_quoted": 1.0 if re.search(r"['\"“‘].+['\"”’]", text) else 0.0,
-        "q_log_turns": math.log1p(len(messages)),
+        "q_log_turns": math.log1p(turns),
     }
     for key, word in _STARTS.items():
         out[key] = 1.0 if lower.startswith(word) else 0.0
-    return [float(out[k]) for k in QUERY_FEATURES]
+    return tuple(float(out[k]) for k in QUERY_FEATURES)
