@@ -39,7 +39,7 @@ from .policy.threshold import ThresholdPolicy
 from .signals.base import Signal
 from .privacy import PrivacyDetector
 from .signals import default_signals
-from .signals.probe import PregenProbe
+from .signals.probe import PregenProbe, model_identity
 from .store import TraceStore
 
 log = logging.getLogger("edgeroute")
@@ -180,15 +180,12 @@ class Router:
             owned.append(cloud)
         self.cloud = cloud
         if signals is None:
-            adapter = getattr(self.local, "selfref", None)
-            signals = default_signals(self.local.fingerprint, getattr(self.local, "n_embd", None), probe=cfg.probe,
-                                      selfref_adapter=adapter.sha256 if adapter is not None else None)
+            signals = default_signals(self.local, probe=cfg.probe)
         self.signals = signals
         #: The pre-generation probe in use (None: off, not shipped for this model, or the model has no hidden state).
         self.pregen: Optional[PregenProbe] = None
         if cfg.pregen and getattr(self.local, "hidden_states", False):
-            pregen = PregenProbe(model_sha256=self.local.fingerprint, n_embd=getattr(self.local, "n_embd", None),
-                                 threshold=cfg.pregen_threshold)
+            pregen = PregenProbe(**model_identity(self.local), threshold=cfg.pregen_threshold)
             self.pregen = pregen if pregen.available else None
         #: The saved calibration in use (None: the threshold was configured or is the default).
         self.calibration: Optional[Calibration] = None

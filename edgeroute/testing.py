@@ -67,6 +67,8 @@ class MockLocalModel(LocalModel):
 
     #: The mock has "hidden states" (deterministic per prompt), so probes can be exercised against it.
     hidden_states = True
+    #: The block its hidden states stand for (probes check it, as they do for a real engine).
+    hidden_layer = 0
 
     def _hidden(self, key: str) -> np.ndarray:
         return np.random.default_rng(abs(hash(key)) % (2**32)).standard_normal(self.n_embd).astype(np.float32)
@@ -120,6 +122,7 @@ class MockLocalModel(LocalModel):
                 truncated=len(all_words) > budget and budget < max_tokens,
                 prompt_hidden=self._hidden("prompt:" + messages[-1]["content"]),
                 answer_hidden=self._hidden("answer:" + text),
+                answer_hidden_mean=self._hidden("answer-mean:" + text),
                 selfref_logits=slot if words else None,
             )
 

@@ -60,8 +60,8 @@ class LlamaServer:
         # The server process gets the same AMX guard as the engine (see LlamaCppModel.extra_buffers).
         code = (
             "import sys, runpy\n"
-            "from edgeroute.local.llama import _model_params\n"
-            f"with _model_params(use_extra_bufts={not self._amx}):\n"
+            "from edgeroute.local.llama import _native_params\n"
+            f"with _native_params({not self._amx}):\n"
             "    sys.argv = ['llama_cpp.server'] + sys.argv[1:]\n"
             "    runpy.run_module('llama_cpp.server', run_name='__main__')\n"
         )

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgeroute import PerplexitySignal, Router
-from edgeroute.signals.probe import PregenProbe, ProbeSignal, feature_vector, layout
+from edgeroute.signals.probe import HIDDEN_BLOCKS, PregenProbe, ProbeSignal, feature_vector, layout
 from edgeroute.signals.query import QUERY_FEATURES, query_features
 from edgeroute.testing import MockCloud, MockLocalModel
 
@@ -22,14 +22,16 @@ import train_probe as tp  # noqa: E402  (the training tool: its fit, logit and e
 
 N_EMBD = 8
 MOCK_SHA = MockLocalModel().fingerprint
+LAYER = MockLocalModel.hidden_layer
+MOCK = {"model_sha256": MOCK_SHA, "n_embd": N_EMBD, "hidden_layer": LAYER}  # what model_identity(mock) gives
 
 
 def train_and_export(tmp_path: Path, kind: str, spec: dict, *, sha: str = MOCK_SHA, n_embd: int = N_EMBD,
-                     skip: float = 0.5, tau: float = 1e9) -> tuple[Path, dict]:
+                     skip: float = 0.5, tau: float = 1e9, layer: int = LAYER) -> tuple[Path, dict]:
     """Fit a probe with the tool's own code on synthetic rows and export it exactly as the tool does; return the
     file and what the tool's numpy functions say it computes."""
     rng = np.random.default_rng(0)
-    d = sum(w if isinstance(w, int) else len(w) for _, w in layout(kind, n_embd))
+    d = sum(w if isinstance(w, int) else len(w) for _, w in layout(kind, n_embd, layer))
     x = rng.standard_normal((200, d))
     y = (x[:, 0] + 0.5 * rng.standard_normal(200) > 0).astype(float)
     mean, scale = x.mean(0), x.std(0) + 1e-6
@@ -39,9 +41,10 @@ def train_and_export(tmp_path: Path, kind: str, spec: dict, *, sha: str = MOCK_S
     fallback = None
     if kind == "post":
         wf = np.zeros(d)
-        wf[2 * n_embd] = -0.7  # the mean-NLL column
+        wf[int(np.argmax(tp.columns(kind, n_embd, layer, ("perplexity",))))] = -0.7  # the mean-NLL column
         fallback = (wf, 0.2)
-    meta = {"kind": kind, "model_sha256": sha, "feature_layout": json.dumps(layout(kind, n_embd)), "version": "1",
+    meta = {"kind": kind, "model_sha256": sha, "feature_layout": json.dumps(layout(kind, n_embd, layer)),
+            "version": "2",
             "trained_on": "synthetic", "model_type": json.dumps(spec), "validation_auroc": "0.9",
             "skip_threshold": str(skip)}
     path = tmp_path / f"{kind}-{spec['type']}-{tau:g}.onnx"
@@ -66,7 +69,7 @@ def expected(ref: dict, row: np.ndarray, n_embd: int = N_EMBD) -> dict[str, floa
 @pytest.mark.parametrize("spec", [{"type": "logistic", "l2": 10.0}, {"type": "mlp", "hidden": 6, "wd": 1e-3, "epochs": 50}])
 def test_onnx_outputs_equal_the_training_time_model(tmp_path, spec, tau):
     path, ref = train_and_export(tmp_path, "post", spec, tau=tau)
-    signal = ProbeSignal(path, model_sha256=MOCK_SHA, n_embd=N_EMBD)
+    signal = ProbeSignal(path, **MOCK)
     assert signal.available, signal.error
     local = MockLocalModel(n_embd=N_EMBD)
     local.enqueue("Paris is it", logprobs=[-0.1, -0.4, -0.2], entropies=[0.3, 0.9, 0.5])
@@ -75,8 +78,9 @@ def test_onnx_outputs_equal_the_training_time_model(tmp_path, spec, tau):
     out = signal.compute(gen, msgs)
     from edgeroute.signals.perplexity import features
 
-    want = expected(ref, feature_vector("post", gen.prompt_hidden, gen.answer_hidden, features(gen),
-                                        query_features(msgs))[0])
+    hidden = [getattr(gen, name) for name in HIDDEN_BLOCKS]
+    assert len(hidden) == 3 and all(h.shape == (N_EMBD,) for h in hidden)
+    want = expected(ref, feature_vector("post", hidden, features(gen), query_features(msgs))[0])
     assert out["probe_confidence"] == pytest.approx(want["probe"], abs=1e-5)
     assert out["probe_novelty"] == pytest.approx(want["novelty"], rel=1e-4)
     assert out["combined_confidence"] == pytest.approx(want["combined"], abs=1e-5)
@@ -87,8 +91,7 @@ def test_router_uses_the_probe_as_its_confidence(tmp_path):
     path, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0})
     local = MockLocalModel(n_embd=N_EMBD)
     router = Router(local_model=local, local_only=True, trace=False,
-                    signals=[PerplexitySignal(), ProbeSignal(path, model_sha256=MOCK_SHA,
-                                                                                     n_embd=N_EMBD)])
+                    signals=[PerplexitySignal(), ProbeSignal(path, **MOCK)])
     a = router.ask("What is 2+2?")
     assert {"probe_confidence", "combined_confidence", "perplexity_confidence"} <= set(a.signals)
     assert a.confidence == a.signals["combined_confidence"]
@@ -98,10 +101,10 @@ def test_corrupt_probe_file_is_refused_once_and_perplexity_carries_on(tmp_path):
     bad = tmp_path / "probe.onnx"
     bad.write_bytes(b"\x08\x01garbage" * 100)
     with pytest.warns(RuntimeWarning, match="probe disabled: cannot load"):
-        signal = ProbeSignal(bad, model_sha256=MOCK_SHA, n_embd=N_EMBD)
+        signal = ProbeSignal(bad, **MOCK)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second load of the same file does not warn again
-        again = ProbeSignal(bad, model_sha256=MOCK_SHA, n_embd=N_EMBD)
+        again = ProbeSignal(bad, **MOCK)
     assert not signal.available and not again.available
     router = Router(local_model=MockLocalModel(n_embd=N_EMBD), local_only=True, trace=False,
                     signals=[PerplexitySignal(), signal])
@@ -112,20 +115,24 @@ def test_corrupt_probe_file_is_refused_once_and_perplexity_carries_on(tmp_path):
 def test_probe_for_another_model_or_layout_is_refused(tmp_path):
     path, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0}, sha="f" * 64)
     with pytest.warns(RuntimeWarning, match="trained for another model"):
-        assert not ProbeSignal(path, model_sha256=MOCK_SHA, n_embd=N_EMBD).available
+        assert not ProbeSignal(path, **MOCK).available
     path2, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0}, tau=5.0)  # for this model
     with pytest.warns(RuntimeWarning, match="another feature layout"):
-        assert not ProbeSignal(path2, model_sha256=MOCK_SHA, n_embd=N_EMBD + 1).available
+        assert not ProbeSignal(path2, **{**MOCK, "n_embd": N_EMBD + 1}).available
+    other_block, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0}, tau=6.0, layer=LAYER + 5)
+    with pytest.warns(RuntimeWarning, match=f"hidden states from block {LAYER}"):
+        assert not ProbeSignal(other_block, **MOCK).available
+    assert ProbeSignal(other_block, **{**MOCK, "hidden_layer": LAYER + 5}).available
     pre, _ = train_and_export(tmp_path, "pre", {"type": "logistic", "l2": 10.0})
     with pytest.warns(RuntimeWarning, match="is a 'pre' probe"):
-        assert not ProbeSignal(pre, model_sha256=MOCK_SHA, n_embd=N_EMBD).available
+        assert not ProbeSignal(pre, **MOCK).available
 
 
 def make_pregen_router(tmp_path, threshold, tau=1e9, **kw):
     pre, _ = train_and_export(tmp_path, "pre", {"type": "logistic", "l2": 10.0}, skip=threshold, tau=tau)
     local, cloud = MockLocalModel(n_embd=N_EMBD), MockCloud()
     router = Router(local_model=local, cloud=cloud, trace=False, **kw)
-    router.pregen = PregenProbe(pre, model_sha256=MOCK_SHA, n_embd=N_EMBD)
+    router.pregen = PregenProbe(pre, **MOCK)
     return router, local, cloud
 
 
@@ -178,8 +185,10 @@ def test_shipped_probes_load_from_an_installed_wheel(tmp_path, real_model):
     code = (
         "import edgeroute, json\n"
         "from edgeroute.signals.probe import ProbeSignal, PregenProbe\n"
-        f"p = ProbeSignal(model_sha256={real_model.fingerprint!r}, n_embd={real_model.n_embd})\n"
-        f"q = PregenProbe(model_sha256={real_model.fingerprint!r}, n_embd={real_model.n_embd})\n"
+        f"ident = dict(model_sha256={real_model.fingerprint!r}, n_embd={real_model.n_embd}, "
+        f"hidden_layer={real_model.hidden_layer})\n"
+        "p = ProbeSignal(**ident)\n"
+        "q = PregenProbe(**ident)\n"
         "from edgeroute.local.selfref import SelfRefAdapter\n"
         "a = SelfRefAdapter.shipped()\n"
         "print(json.dumps({'file': edgeroute.__file__, 'probe': p.available, 'pregen': q.available,"

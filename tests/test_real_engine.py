@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeroute import GenerationCancelled, ModelCorruptError, ModelNotFoundError, PromptTooLongError
-from edgeroute.local.llama import LlamaCppModel, _model_params, cpu_has_amx
+from edgeroute.local.llama import LlamaCppModel, _native_params, cpu_has_amx
 from edgeroute.local.resolve import default_model_path
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ def reference_logprobs(model: LlamaCppModel, messages, n: int):
     """llama.cpp's own logprobs and full-vocabulary entropies for the first ``n`` greedy tokens (slow path)."""
     import llama_cpp
 
-    with _model_params(use_extra_bufts=not cpu_has_amx()):
+    with _native_params(not cpu_has_amx()):
         ref = llama_cpp.Llama(str(model.path), n_ctx=512, logits_all=True, verbose=False)
     try:
         prompt = model.prompt_token_ids(messages)
@@ -54,14 +54,76 @@ def test_logprobs_and_entropies_equal_llama_cpp_reference(real_model):
 
 
 def test_hidden_states_have_embedding_size_and_differ_between_prompts(real_model):
+    assert (real_model.n_layer, real_model.hidden_layer) == (30, 19)
     a = real_model.generate(Q, max_tokens=16)
     b = real_model.generate(Q2, max_tokens=16)
     for g in (a, b):
-        assert g.prompt_hidden.shape == g.answer_hidden.shape == (real_model.n_embd,) == (576,)
-        assert np.all(np.isfinite(g.prompt_hidden)) and np.all(np.isfinite(g.answer_hidden))
+        states = (g.prompt_hidden, g.answer_hidden, g.answer_hidden_mean)
+        assert all(h.shape == (real_model.n_embd,) == (576,) and np.all(np.isfinite(h)) for h in states)
         assert not np.allclose(g.prompt_hidden, g.answer_hidden)
+        assert not np.allclose(g.answer_hidden, g.answer_hidden_mean)  # several answer tokens: mean != last
     assert not np.allclose(a.prompt_hidden, b.prompt_hidden)
     assert not np.allclose(a.answer_hidden, b.answer_hidden)
+    assert np.allclose(real_model.prompt_hidden(Q), a.prompt_hidden, atol=1e-4)  # the pre-generation read agrees
+
+
+def _block_rows(model: LlamaCppModel, tokens: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per token of ``tokens[1:]`` (one decode each): the captured block output and llama.cpp's final embedding."""
+    lc, llama = model._lc, model._llama
+    captured, final = [], []
+    with model.lock:
+        llama.reset()
+        llama.eval(tokens[:1])
+        lc.llama_set_embeddings(model._ctx, True)
+        try:
+            for t in tokens[1:]:
+                captured.append(model._eval_captured([t]))
+                final.append(np.ctypeslib.as_array(lc.llama_get_embeddings_ith(model._ctx, -1),
+                                                   shape=(model.n_embd,)).copy())
+        finally:
+            lc.llama_set_embeddings(model._ctx, False)
+            llama.reset()
+    return captured, final
+
+
+def test_capture_reads_the_named_blocks_output():
+    """Independent check against llama.cpp's own output: the final embedding is RMSNorm(last block's output) * w,
+    so final / (block / rms(block)) is the same vector w for every token, for the last block and no other."""
+    tokens = None
+    ratios = {}
+    for layer in (29, 28):
+        m = LlamaCppModel(n_ctx=256, hidden_layer=layer)
+        try:
+            tokens = tokens or m.prompt_token_ids(Q)[:12]
+            captured, final = _block_rows(m, tokens)
+        finally:
+            m.close()
+        ratios[layer] = [f / (h / np.sqrt(np.mean(h.astype(np.float64) ** 2) + 1e-5)) for h, f in zip(captured, final)]
+    same = ratios[29]
+    for r in same[1:]:
+        np.testing.assert_allclose(r, same[0], rtol=2e-3, atol=2e-3)
+    assert not np.allclose(ratios[28][1], ratios[28][0], rtol=2e-3, atol=2e-3)
+
+
+def test_capturing_hidden_states_does_not_change_the_answer(real_model, monkeypatch):
+    """Same evaluation order, capture never armed (llama.cpp computes each graph in one piece) vs armed."""
+    plain = LlamaCppModel()
+    monkeypatch.setattr(plain._capture, "arm", lambda: None)
+    try:
+        for msgs in (Q, Q2, [{"role": "user", "content": "Name a large animal that lives in the ocean and describe it."}]):
+            a, b = real_model.generate(msgs, max_tokens=48), plain.generate(msgs, max_tokens=48)
+            assert b.prompt_hidden is None and a.prompt_hidden is not None
+            assert a.text == b.text and a.token_ids == b.token_ids
+            np.testing.assert_array_equal(a.token_logprobs, b.token_logprobs)
+    finally:
+        plain.close()
+
+
+def test_hidden_layer_out_of_range_is_a_config_error():
+    from edgeroute import ConfigError
+
+    with pytest.raises(ConfigError, match="hidden_layer must be in 0..29"):
+        LlamaCppModel(n_ctx=256, hidden_layer=30)
 
 
 def test_kv_prefix_reuse_A_B_A_equals_a_fresh_context(real_model):
@@ -134,7 +196,7 @@ def test_without_hidden_states_answers_equal_llama_cpp_create_chat_completion():
     import llama_cpp
 
     model = LlamaCppModel(hidden_states=False)
-    with _model_params(use_extra_bufts=not cpu_has_amx()):
+    with _native_params(not cpu_has_amx()):
         raw = llama_cpp.Llama(str(model.path), n_ctx=2048, verbose=False)
     try:
         for prompt in ["What language is spoken in Brazil?", "What is 9 times 8?", "Name three fruits."]:

@@ -45,11 +45,11 @@ def main() -> int:
     import llama_cpp
 
     from edgeroute import Router
-    from edgeroute.local.llama import LlamaCppModel, _model_params, cpu_has_amx
+    from edgeroute.local.llama import LlamaCppModel, _native_params, cpu_has_amx
 
     n_ctx, threads = 2048, os.cpu_count() or 1
     local = LlamaCppModel(args.model, n_ctx=n_ctx, n_threads=threads)
-    with _model_params(use_extra_bufts=not cpu_has_amx()):
+    with _native_params(not cpu_has_amx()):
         raw = llama_cpp.Llama(str(local.path), n_ctx=n_ctx, n_threads=threads, verbose=False)
     trace_dir = tempfile.mkdtemp(prefix="edgeroute-bench-")
     router = Router(local_only=True, local_model=local, trace_path=os.path.join(trace_dir, "t.db"))

@@ -22,11 +22,11 @@ def main() -> int:
     args = ap.parse_args()
 
     from edgeroute.local.llama import LlamaCppModel
-    from edgeroute.signals.probe import PregenProbe, ProbeSignal
+    from edgeroute.signals.probe import PregenProbe, ProbeSignal, model_identity
 
     model = LlamaCppModel()
-    probe = ProbeSignal(model_sha256=model.fingerprint, n_embd=model.n_embd)
-    pregen = PregenProbe(model_sha256=model.fingerprint, n_embd=model.n_embd)
+    probe = ProbeSignal(**model_identity(model))
+    pregen = PregenProbe(**model_identity(model))
     if not (probe.available and pregen.available):
         print(f"probes unavailable: {probe.error or pregen.error}", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..policy.reward import RewardWeights
     from .replay import Query
 from ..signals import SelfRefBlend, default_signals
-from ..signals.probe import PregenProbe
+from ..signals.probe import PregenProbe, model_identity
 
 
 def _needs_hidden(signals: list[Any]) -> bool:
@@ -35,9 +35,7 @@ def _needs_hidden(signals: list[Any]) -> bool:
 
 def _signals(engine: LocalModel) -> list[Any]:
     """The Router's signals for ``engine`` (with the Self-REF blend when the engine runs an adapter)."""
-    adapter = getattr(engine, "selfref", None)
-    return default_signals(engine.fingerprint, getattr(engine, "n_embd", None),
-                           selfref_adapter=adapter.sha256 if adapter is not None else None)
+    return default_signals(engine)
 
 
 def _provider(signals: list[Any]) -> str:
@@ -85,7 +83,7 @@ def run_bench(
     local_model, owned = _model(model, selfref=selfref)
     try:
         signals = _signals(local_model)
-        pregen = PregenProbe(model_sha256=local_model.fingerprint, n_embd=getattr(local_model, "n_embd", None))
+        pregen = PregenProbe(**model_identity(local_model))
         hidden = _needs_hidden(signals) or pregen.available  # the probes need the cached hidden states
         local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress,
                                 need_hidden=hidden, need_selfref=selfref)
@@ -216,14 +214,13 @@ def policy_queries(
 ) -> tuple[list["Query"], dict[str, Any]]:
     """The harness's cached results (generated where missing) as replayable queries, and what they rest on."""
     from ..policy.calibration import load_calibration
-    from ..signals.probe import PregenProbe
     from .replay import CloudCosts, Query
 
     items = load_items(data, split)
     local_model, owned = _model(model)
     try:
-        signals = default_signals(local_model.fingerprint, getattr(local_model, "n_embd", None))
-        pregen = PregenProbe(model_sha256=local_model.fingerprint, n_embd=getattr(local_model, "n_embd", None))
+        signals = default_signals(local_model)
+        pregen = PregenProbe(**model_identity(local_model))
         records, info = run_local(items, local_model, params, progress=progress,
                                   need_hidden=_needs_hidden(signals) or pregen.available)
         records = rescore(records, items, signals)

@@ -141,10 +141,12 @@ def run_local(
     need_selfref: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One record per item (``id``, ``text``, ``signals``, ``confidence``, ``latency_ms``, ``completion_tokens``,
-    ``joules``, ``energy_method``, ``energy_source``, and base64 ``prompt_hidden`` / ``answer_hidden`` when the
-    engine provides them) and run info (cache path, how many were generated). ``need_hidden`` regenerates cached
-    records that lack hidden states (made before they were cached); ``need_selfref`` regenerates records not scored
-    by the model's current Self-REF adapter (the answer text is the same: the adapter only touches the slot)."""
+    ``joules``, ``energy_method``, ``energy_source``, and base64 ``prompt_hidden`` / ``answer_hidden`` /
+    ``answer_hidden_mean`` with their ``hidden_layer`` when the engine provides them) and run info (cache path, how
+    many were generated). ``need_hidden`` regenerates cached records without hidden states from the model's
+    ``hidden_layer`` (made before they were cached, or read from another block); ``need_selfref`` regenerates
+    records not scored by the model's current Self-REF adapter (the answer text is the same: the adapter only
+    touches the slot)."""
     from ..router import Router
 
     capture = _Capture(model)
@@ -154,7 +156,9 @@ def run_local(
         cache = ResultCache(cache_dir() / f"local-{key}.jsonl")
         have = cache.load() if use_cache else {}
         if need_hidden:
-            have = {k: v for k, v in have.items() if v.get("prompt_hidden") is not None}
+            layer = getattr(model, "hidden_layer", None)
+            have = {k: v for k, v in have.items()
+                    if v.get("prompt_hidden") is not None and v.get("hidden_layer") == layer}
         adapter = getattr(model, "selfref", None)
         adapter_sha = adapter.sha256 if adapter is not None else None
         if need_selfref and adapter_sha:
@@ -181,6 +185,8 @@ def run_local(
                 "energy_source": a.energy.source,
                 "prompt_hidden": encode_vector(capture.last.prompt_hidden if capture.last else None),
                 "answer_hidden": encode_vector(capture.last.answer_hidden if capture.last else None),
+                "answer_hidden_mean": encode_vector(capture.last.answer_hidden_mean if capture.last else None),
+                "hidden_layer": getattr(model, "hidden_layer", None),
                 "selfref_adapter": adapter_sha,
             }
             have[item["id"]] = record

@@ -30,9 +30,10 @@ class Generation:
     """What one local generation produced.
 
     ``token_logprobs`` holds, per answer token, the natural-log probability of the chosen token (nats);
-    ``token_entropies`` the entropy of that step's next-token distribution (nats). Hidden states are the final-layer
-    (post-norm) vectors at the last prompt token and at the last answer token, ``n_embd`` floats each, or None when
-    the engine cannot provide them. Times are seconds.
+    ``token_entropies`` the entropy of that step's next-token distribution (nats). Hidden states are one block's output
+    (the engine's ``hidden_layer``), ``n_embd`` floats each: at the last prompt token, at the last evaluated answer
+    token, and the mean over the evaluated answer tokens; None when the engine cannot provide them (no answer token
+    evaluated: no answer states). Times are seconds.
     """
 
     text: str
@@ -45,6 +46,7 @@ class Generation:
     finish_reason: str  # "stop" | "length"
     prompt_hidden: Optional[np.ndarray] = None
     answer_hidden: Optional[np.ndarray] = None
+    answer_hidden_mean: Optional[np.ndarray] = None
     #: True when the answer was cut because prompt + max_tokens did not fit the context.
     truncated: bool = False
     #: Prompt tokens reused from the previous call's KV cache (not re-evaluated).
@@ -97,9 +99,10 @@ class LocalModel(abc.ABC):
         """
 
     def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
-        """The final-layer hidden state at the end of the chat-formatted prompt, computed before generating
-        (``n_embd`` floats), or None when the engine cannot provide it. Engines that can should keep the prompt's KV
-        cache so a following ``stream`` of the same messages does not evaluate the prompt again."""
+        """The hidden state at the end of the chat-formatted prompt, computed before generating (``n_embd`` floats,
+        from the same block as ``Generation.prompt_hidden``), or None when the engine cannot provide it. Engines
+        that can should keep the prompt's KV cache so a following ``stream`` of the same messages does not evaluate
+        the prompt again."""
         return None
 
     def generate(

@@ -4,9 +4,9 @@ Per step it reads that step's logits in place (a zero-copy view of llama.cpp's b
 the token, and computes the chosen token's logprob and the distribution's entropy with numpy in O(vocab) memory.
 No ``logits_all`` (an ``n_ctx x n_vocab`` array) and no ``top_logprobs`` path (a Python loop over the vocabulary).
 
-Hidden states come from the same context: embeddings output is switched on for the last prompt token and the decode
-steps only (llama.cpp outputs every token of a batch while it is on, so the prompt's body is evaluated with it off),
-and the final-layer vector of the last evaluated position is read after prefill and after the last decode step.
+Hidden states come from the same context, at no measurable cost: a ``LayerCapture`` (llama.cpp's eval callback)
+copies one block's output (``hidden_layer``, two thirds of the way up by default) for the last prompt token and for
+every answer token; the Generation carries the prompt-end row, the last answer token's row and the answers' mean.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._constants import DEFAULT_N_BATCH_TOKENS, DEFAULT_N_CTX_TOKENS, MIN_ANSWER_ROOM_TOKENS
-from .._errors import GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
+from .._errors import ConfigError, GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
 from ..messages import Message
 from .base import Generation, LocalModel
+from .capture import LayerCapture, default_layer
 from .resolve import resolve_model_path
 from .selfref import SelfRefAdapter, selfref_confidence
 
@@ -54,26 +55,32 @@ def cpu_has_amx() -> bool:
 
 
 @contextlib.contextmanager
-def _model_params(use_extra_bufts: bool) -> Iterator[None]:
-    """Make ``llama_cpp.Llama`` load with ``use_extra_bufts`` set (it has no keyword for it)."""
-    if use_extra_bufts:
-        yield
-        return
+def _native_params(use_extra_bufts: bool, cb_eval: Any = None) -> Iterator[None]:
+    """Make ``llama_cpp.Llama`` load with ``use_extra_bufts`` and the context's ``cb_eval`` set (it has no keywords
+    for them)."""
     import llama_cpp.llama_cpp as native
 
     with _PATCH_LOCK:
-        original = native.llama_model_default_params
+        model_defaults, context_defaults = native.llama_model_default_params, native.llama_context_default_params
 
-        def params() -> Any:
-            p = original()
-            p.use_extra_bufts = False
+        def model_params() -> Any:
+            p = model_defaults()
+            p.use_extra_bufts = use_extra_bufts
             return p
 
-        native.llama_model_default_params = params
+        def context_params() -> Any:
+            p = context_defaults()
+            if cb_eval is not None:
+                p.cb_eval = cb_eval
+            return p
+
+        native.llama_model_default_params = model_params
+        native.llama_context_default_params = context_params
         try:
             yield
         finally:
-            native.llama_model_default_params = original
+            native.llama_model_default_params = model_defaults
+            native.llama_context_default_params = context_defaults
 
 
 def file_sha256(path: Path, _chunk: int = 1 << 20) -> str:
@@ -106,7 +113,8 @@ class LlamaCppModel(LocalModel):
     """A GGUF model run in-process by llama-cpp-python.
 
     ``model`` is a path, a file name in the user model directory, or None for the default model. ``n_ctx`` is the
-    context window in tokens. ``hidden_states=False`` skips the hidden-state reads.
+    context window in tokens. ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the block
+    (0-based) they are read from (default: ``capture.default_layer``, the one the shipped probes were trained on).
 
     ``extra_buffers`` controls llama.cpp's extra weight buffer types (AMX, repacked layouts). The default (None)
     turns them off on CPUs with Intel AMX: llama.cpp's AMX matrix multiply crashes the process on batched prompts
@@ -121,6 +129,7 @@ class LlamaCppModel(LocalModel):
         n_threads: Optional[int] = None,
         n_batch: int = DEFAULT_N_BATCH_TOKENS,
         hidden_states: bool = True,
+        hidden_layer: Optional[int] = None,
         seed: int = 0,
         extra_buffers: Optional[bool] = None,
         selfref: Optional[SelfRefAdapter] = None,
@@ -137,8 +146,9 @@ class LlamaCppModel(LocalModel):
         self._fingerprint: Optional[str] = None
         if extra_buffers is None:
             extra_buffers = not cpu_has_amx()
+        self._capture = LayerCapture() if hidden_states else None
         try:
-            with _model_params(use_extra_bufts=extra_buffers):
+            with _native_params(extra_buffers, self._capture.callback if self._capture else None):
                 self._llama = llama_cpp.Llama(
                     model_path=str(self.path),
                     n_ctx=n_ctx,
@@ -160,6 +170,15 @@ class LlamaCppModel(LocalModel):
         self.n_ctx = min(n_ctx, self._llama.n_ctx())
         self.n_vocab = self._llama.n_vocab()
         self.n_embd = self._llama.n_embd()
+        self.n_layer = int(llama_cpp.llama_model_n_layer(self._llama._model.model))
+        layer = default_layer(self.n_layer) if hidden_layer is None else hidden_layer
+        if not 0 <= layer < self.n_layer:
+            self._llama.close()
+            raise ConfigError(f"hidden_layer must be in 0..{self.n_layer - 1} for {self.name}, got {layer}")
+        #: The block (0-based) hidden states are read from (see ``Generation``).
+        self.hidden_layer = layer
+        if self._capture is not None:
+            self._capture.target(layer, self.n_embd)
         self._ctx = self._llama._ctx.ctx
         self._vocab = self._llama._model.vocab
         self._stats = _StepStats(self.n_vocab)
@@ -262,11 +281,18 @@ class LlamaCppModel(LocalModel):
         ptr = self._lc.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
-    def _hidden(self) -> Optional[np.ndarray]:
-        ptr = self._lc.llama_get_embeddings_ith(self._ctx, -1)
-        if not ptr:
+    def _eval_captured(self, tokens: list[int]) -> Optional[np.ndarray]:
+        """Evaluate ``tokens`` and return the captured hidden state of the last one (None without capture)."""
+        capture = self._capture
+        if capture is None:
+            self._llama.eval(tokens)
             return None
-        return np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy()
+        capture.arm()
+        try:
+            self._llama.eval(tokens)
+        finally:
+            capture.disarm()
+        return capture.last
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the KV cache of the longest common prefix with the previous call; return its length."""
@@ -291,17 +317,11 @@ class LlamaCppModel(LocalModel):
         tokens = self.prompt_token_ids(messages)
         if len(tokens) > self.n_ctx - MIN_ANSWER_ROOM_TOKENS:
             return None
-        lc, ctx, llama = self._lc, self._ctx, self._llama
         with self.lock:
-            try:
-                reused = self._reuse_prefix(tokens)
-                if len(tokens) - 1 > reused:
-                    llama.eval(tokens[reused:-1])
-                lc.llama_set_embeddings(ctx, True)
-                llama.eval(tokens[-1:])
-                return self._hidden()
-            finally:
-                lc.llama_set_embeddings(ctx, False)
+            reused = self._reuse_prefix(tokens)
+            if len(tokens) - 1 > reused:
+                self._llama.eval(tokens[reused:-1])
+            return self._eval_captured(tokens[-1:])
 
     def stream(
         self,
@@ -323,24 +343,23 @@ class LlamaCppModel(LocalModel):
             )
         budget = min(max_tokens, room)
         rng = np.random.default_rng(self._seed) if temperature > 0 else None
-        lc, ctx, llama = self._lc, self._ctx, self._llama
+        lc, llama = self._lc, self._llama
+        capture = self._capture
         with self.lock:
             t0 = time.perf_counter()
-            embeddings_on = False
             try:
                 reused = self._reuse_prefix(tokens)
-                if self.hidden_states:
-                    # The last prompt token gets its own decode with embeddings on; in the batch, llama.cpp would
-                    # output (and run the vocabulary projection for) every prompt token. Its single-token kernel
-                    # rounds slightly differently, so greedy answers can differ from llama.cpp's at near-ties.
+                if capture is not None:
+                    # The last prompt token gets its own decode, as prompt_hidden does (so its KV cache can be
+                    # reused). Its single-token kernel rounds slightly differently from a batch, so greedy answers
+                    # can differ from llama.cpp's at near-ties.
                     if len(tokens) - 1 > reused:
                         llama.eval(tokens[reused:-1])
-                    lc.llama_set_embeddings(ctx, True)
-                    embeddings_on = True
-                    llama.eval(tokens[-1:])
+                    prompt_hidden = self._eval_captured(tokens[-1:])
+                    capture.arm()  # every answer token's row from here on
                 else:
                     llama.eval(tokens[reused:])
-                prompt_hidden = self._hidden() if embeddings_on else None
+                    prompt_hidden = None
                 t1 = time.perf_counter()
 
                 ids: list[int] = []
@@ -377,10 +396,11 @@ class LlamaCppModel(LocalModel):
                 if tail:
                     pieces.append(tail)
                     yield tail
-                answer_hidden = self._hidden() if embeddings_on else None
             finally:
-                if embeddings_on:
-                    lc.llama_set_embeddings(ctx, False)
+                if capture is not None:
+                    capture.disarm()
+            answer_hidden = capture.last if capture is not None else None
+            answer_mean = capture.mean if capture is not None else None
             slot: Optional[tuple[float, float]] = None
             if self.selfref is not None and ids:
                 if finish == "stop":  # the last answer token is in the cache, computed without the adapter
@@ -398,6 +418,7 @@ class LlamaCppModel(LocalModel):
             finish_reason=finish,
             prompt_hidden=prompt_hidden,
             answer_hidden=answer_hidden,
+            answer_hidden_mean=answer_mean,
             truncated=finish == "length" and budget < max_tokens,
             reused_prompt_tokens=reused,
             selfref_logits=slot,
