@@ -63,6 +63,34 @@ def test_report_has_the_documented_keys_and_grades_fresh():
     json.dumps(report, allow_nan=False)
 
 
+def test_calibrated_stats_measure_the_risk_the_calibration_bounds():
+    from edgeroute.bench.api import calibrated_stats
+    from edgeroute.bench.report import markdown
+    from edgeroute.policy.calibration import Calibration, save_calibration
+
+    records, _ = run_local(ITEMS, MockLocalModel(), progress=None)  # right, wrong, right, wrong
+    for r, conf in zip(records, (0.9, 0.8, 0.2, 0.7)):
+        r["signals"]["x_confidence"] = conf
+
+    class X:
+        provides_confidence, confidence_id = "x_confidence", "x-map"
+
+    class Other:
+        provides_confidence, confidence_id = "y_confidence", "no-calibration-for-this"
+
+    fingerprint = MockLocalModel().fingerprint
+    assert calibrated_stats(ITEMS, records, [X(), Other()], fingerprint) == {}
+    save_calibration(Calibration(threshold=0.75, mode="guarantee", n=100, expected_cloud_rate=0.5, empirical_risk=0.1,
+                                 epsilon=0.2, delta=0.05, model=fingerprint, confidence_id="x-map"))
+    stats = calibrated_stats(ITEMS, records, [X(), Other()], fingerprint)
+    # accepted: q1 (right) and q2 (wrong); q3 and q4 go to the cloud
+    assert stats == {"x_confidence": {"threshold": 0.75, "epsilon": 0.2, "delta": 0.05, "cloud_rate": 0.5,
+                                      "risk": 0.25, "calibration": stats["x_confidence"]["calibration"]}}
+    report = build_report(ITEMS, records, CloudAssumptions())
+    report["calibrated"] = stats
+    assert "risk 0.250 (answered locally and wrong), 50.0% to the cloud" in markdown(report, "t")
+
+
 # --- commands, with the real model ----------------------------------------------------------------------------------
 def small_jsonl(tmp_path: Path) -> Path:
     from edgeroute.bench.datasets import load_items

@@ -109,6 +109,7 @@ def test_capturing_hidden_states_does_not_change_the_answer(real_model, monkeypa
     """Same evaluation order, capture never armed (llama.cpp computes each graph in one piece) vs armed."""
     plain = LlamaCppModel()
     monkeypatch.setattr(plain._capture, "arm", lambda: None)
+    monkeypatch.setattr(plain._capture, "missed", lambda: False)
     try:
         for msgs in (Q, Q2, [{"role": "user", "content": "Name a large animal that lives in the ocean and describe it."}]):
             a, b = real_model.generate(msgs, max_tokens=48), plain.generate(msgs, max_tokens=48)
@@ -117,6 +118,34 @@ def test_capturing_hidden_states_does_not_change_the_answer(real_model, monkeypa
             np.testing.assert_array_equal(a.token_logprobs, b.token_logprobs)
     finally:
         plain.close()
+
+
+def test_capture_finds_its_node_again_when_the_graph_changes(real_model):
+    """The node's remembered position is wrong (as after a rebuilt graph): the capture must search by name and
+    evaluate again, and the states and the answer must be the same as with the right position."""
+    expected = real_model.generate(Q2, max_tokens=24)
+    # 0: the name check at the remembered position fails and the search goes on by name; 5,000: never reached, so
+    # the evaluation produces no row and is done again
+    for wrong in (0, 5_000):
+        real_model.generate(Q, max_tokens=2)  # another prompt: no KV reuse of Q2
+        real_model._capture._at = wrong
+        real_model._capture.begin()
+        g = real_model.generate(Q2, max_tokens=24)
+        assert g.text == expected.text
+        for name in ("prompt_hidden", "answer_hidden", "answer_hidden_mean"):
+            np.testing.assert_allclose(getattr(g, name), getattr(expected, name), atol=1e-4)
+        assert real_model._capture._at not in (None, wrong)
+
+
+def test_a_capture_problem_means_no_hidden_states_and_one_warning(monkeypatch):
+    m = LlamaCppModel(n_ctx=256)
+    try:
+        monkeypatch.setattr(m._capture, "_name", b"no-such-node")  # as if llama.cpp named its tensors otherwise
+        with pytest.warns(RuntimeWarning, match="no hidden states from .*computed no l_out-19 node"):
+            g = m.generate(Q, max_tokens=4)
+        assert g.text and g.prompt_hidden is None and g.answer_hidden is None and g.answer_hidden_mean is None
+    finally:
+        m.close()
 
 
 def test_hidden_layer_out_of_range_is_a_config_error():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
@@ -12,6 +13,7 @@ from ..policy.calibration import (
     Calibration,
     calibrate_guarantee,
     calibrate_target_rate,
+    load_calibration,
     save_calibration,
 )
 from .datasets import load_items
@@ -108,6 +110,7 @@ def run_bench(
     report = build_report(items, local, cloud, cloud_records, confidence_signal=confidence_name)
     if pregen.available:
         report["pregen"] = pregen_stats(items, local, pregen, report["assumptions"]["accuracy"])
+    report["calibrated"] = calibrated_stats(items, local, signals, info["model"])
     report["split"] = split if data is None else f"{split} of {data}"
     report["model"] = info["model"]
     report["params"] = info["params"]
@@ -157,6 +160,27 @@ def pregen_stats(
         "share_of_correct_local_answers_skipped": correct_skipped / max(correct_total, 1),
         "accuracy_change_vs_local_only": (n_skipped * cloud_accuracy - correct_skipped) / n,
     }
+
+
+def calibrated_stats(items: list[dict[str, Any]], local: list[dict[str, Any]], signals: list[Any],
+                     fingerprint: str) -> dict[str, dict[str, Any]]:
+    """For each confidence among ``signals`` with a saved or shipped calibration for this model: its threshold and,
+    on these items, the share sent to the cloud (confidence below the threshold or unknown) and the risk the
+    calibration bounds (the share of all queries answered locally and wrong)."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in signals:
+        with warnings.catch_warnings():  # a look-up per signal: the others' calibrations are not news here
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cal = load_calibration(fingerprint, s.confidence_id) if s.provides_confidence else None
+        if cal is None:
+            continue
+        accepted = [r["signals"].get(s.provides_confidence, -1.0) >= cal.threshold for r in local]
+        wrong = [a and not grade(r["text"], item) for a, r, item in zip(accepted, local, items)]
+        n = max(len(items), 1)
+        out[s.provides_confidence] = {"threshold": cal.threshold, "epsilon": cal.epsilon, "delta": cal.delta,
+                                      "calibration": cal.describe(), "cloud_rate": 1 - sum(accepted) / n,
+                                      "risk": sum(wrong) / n}
+    return out
 
 
 def calibrate(
@@ -213,7 +237,6 @@ def policy_queries(
     progress: Optional[TextIO] = sys.stderr,
 ) -> tuple[list["Query"], dict[str, Any]]:
     """The harness's cached results (generated where missing) as replayable queries, and what they rest on."""
-    from ..policy.calibration import load_calibration
     from .replay import CloudCosts, Query
 
     items = load_items(data, split)

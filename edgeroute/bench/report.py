@@ -177,6 +177,9 @@ def markdown(report: dict[str, Any], title: str) -> str:
                   f"generations, saving {g['local_time_saved_share']:.1%} of local time "
                   f"({g['local_joules_saved_per_query']:.3f} J per query); {g['share_of_correct_local_answers_skipped']:.1%} "
                   "of the answers the local model got right go to the cloud instead."]
+    for name, c in report.get("calibrated", {}).items():
+        lines += ["", f"At the calibrated threshold of {name}, {c['threshold']:.2f} ({c['calibration']}): risk "
+                  f"{c['risk']:.3f} (answered locally and wrong), {c['cloud_rate']:.1%} to the cloud."]
     lines += ["", "| family | n | local accuracy | confidence AUROC |", "|---|---|---|---|"]
     for fam, f in report["per_family"].items():
         lines.append(f"| {fam} | {f['n']} | {f['local_accuracy']:.3f} | {_fmt(f['confidence_auroc'])} |")

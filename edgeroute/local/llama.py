@@ -18,6 +18,7 @@ import hashlib
 import os
 import threading
 import time
+import warnings
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -147,6 +148,7 @@ class LlamaCppModel(LocalModel):
         if extra_buffers is None:
             extra_buffers = not cpu_has_amx()
         self._capture = LayerCapture() if hidden_states else None
+        self._capture_warned = False
         try:
             with _native_params(extra_buffers, self._capture.callback if self._capture else None):
                 self._llama = llama_cpp.Llama(
@@ -281,6 +283,19 @@ class LlamaCppModel(LocalModel):
         ptr = self._lc.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
+    def _eval_armed(self, tokens: list[int]) -> None:
+        """Evaluate ``tokens`` with the capture armed; evaluate them again if the capture missed its node."""
+        capture, llama = self._capture, self._llama
+        assert capture is not None
+        capture.begin()
+        llama.eval(tokens)
+        if capture.missed():
+            llama.n_tokens -= len(tokens)  # eval drops their KV cache entries and recomputes them
+            capture.begin()
+            llama.eval(tokens)
+            if capture.missed() and capture.error is None:
+                capture.error = f"llama.cpp computed no l_out-{capture.layer} node"
+
     def _eval_captured(self, tokens: list[int]) -> Optional[np.ndarray]:
         """Evaluate ``tokens`` and return the captured hidden state of the last one (None without capture)."""
         capture = self._capture
@@ -289,10 +304,21 @@ class LlamaCppModel(LocalModel):
             return None
         capture.arm()
         try:
-            self._llama.eval(tokens)
+            self._eval_armed(tokens)
         finally:
             capture.disarm()
-        return capture.last
+        return self._captured(capture.last)
+
+    def _captured(self, row: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """``row``, or None (with one warning per model) when the capture reported a problem."""
+        capture = self._capture
+        if capture is None or capture.error is None:
+            return row
+        if not self._capture_warned:
+            self._capture_warned = True
+            warnings.warn(f"edgeroute: no hidden states from {self.name}: {capture.error}; the probes are skipped",
+                          RuntimeWarning, stacklevel=4)
+        return None
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the KV cache of the longest common prefix with the previous call; return its length."""
@@ -391,7 +417,10 @@ class LlamaCppModel(LocalModel):
                         pieces.append(piece)
                         yield piece
                     if len(ids) < budget:
-                        llama.eval([token])
+                        if capture is not None:
+                            self._eval_armed([token])
+                        else:
+                            llama.eval([token])
                 tail = decoder.decode(b"", final=True)
                 if tail:
                     pieces.append(tail)
@@ -399,8 +428,8 @@ class LlamaCppModel(LocalModel):
             finally:
                 if capture is not None:
                     capture.disarm()
-            answer_hidden = capture.last if capture is not None else None
-            answer_mean = capture.mean if capture is not None else None
+            answer_hidden = self._captured(capture.last) if capture is not None else None
+            answer_mean = self._captured(capture.mean) if capture is not None else None
             slot: Optional[tuple[float, float]] = None
             if self.selfref is not None and ids:
                 if finish == "stop":  # the last answer token is in the cache, computed without the adapter
