@@ -26,6 +26,12 @@ MAX_PROMPT_CHARS = 1_000_000
 MIN_ANSWER_ROOM_TOKENS = 16
 
 # --- signals and policy ----------------------------------------------------------------------------------------
+#: A loop at the end of an answer: a cycle of at most this many tokens ...
+REPEAT_MAX_PERIOD_TOKENS = 16
+#: ... repeated at least this many times ...
+REPEAT_MIN_REPEATS = 3
+#: ... over at least this many tokens makes the answer unusable (escalated like a cut-off answer).
+REPEAT_MIN_LOOP_TOKENS = 24
 #: Escalate to the cloud when confidence (estimated P(local answer correct)) is below this.
 DEFAULT_THRESHOLD = 0.5
 

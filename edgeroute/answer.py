@@ -22,7 +22,8 @@ class Answer:
     ``latency_ms`` holds per-stage milliseconds and ``total``; ``tokens`` holds token counts per side.
     ``energy`` is the device-side energy in joules with its method (``measured`` or ``estimated``, and from what),
     split into the local generation and the wait for the cloud, plus joules per local output token.
-    ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``offline``, ``prompt_too_long``.
+    ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``repetition``, ``offline``,
+    ``prompt_too_long``.
     """
 
     id: str

@@ -40,6 +40,7 @@ from .signals.base import Signal
 from .privacy import PrivacyDetector
 from .signals import default_signals
 from .signals.probe import PregenProbe, model_identity
+from .signals.repetition import ends_in_loop
 from .store import TraceStore
 
 log = logging.getLogger("edgeroute")
@@ -406,7 +407,8 @@ class Router:
         """What the policy sees of this query now."""
         reachable = work.cloud_ok and not (isinstance(self.cloud, CircuitBreaker) and self.cloud.state == "open")
         return Situation(work.messages, work.signals, work.confidence,
-                         bool(generation is not None and generation.truncated), self.device.state(reachable))
+                         bool(generation is not None and generation.truncated), self.device.state(reachable),
+                         repeating="repetition" in work.flags)
 
     def _settle(self, work: _Work, answer: Answer) -> None:
         """Tell the policy what the answer cost (J, s, US$) and, with a verifier, how good it was."""
@@ -552,6 +554,8 @@ class Router:
         work.tokens["completion"] = generation.completion_tokens
         if generation.truncated:
             work.flags.append("truncated")
+        if ends_in_loop(generation.token_ids):
+            work.flags.append("repetition")
         return generation
 
     def _judge(self, work: _Work, generation: Generation) -> Decision:

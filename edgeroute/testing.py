@@ -46,6 +46,7 @@ class MockLocalModel(LocalModel):
                                  Optional[tuple[float, float]]]] = deque()
         self.calls: list[list[Message]] = []
         self.prefills = 0
+        self._vocab: dict[str, int] = {}
 
     @property
     def fingerprint(self) -> str:
@@ -112,7 +113,7 @@ class MockLocalModel(LocalModel):
                 yield word if i == 0 else " " + word
             return Generation(
                 text=" ".join(words),
-                token_ids=list(range(len(words))),
+                token_ids=[self._vocab.setdefault(w, len(self._vocab)) for w in words],  # one id per distinct word
                 token_logprobs=np.asarray(lps[: len(words)], dtype=np.float64),
                 token_entropies=np.asarray(ents[: len(words)], dtype=np.float64),
                 prompt_tokens=n_prompt,

@@ -91,6 +91,18 @@ def test_guardrail_escalates_below_the_threshold_whatever_the_bandit_prefers():
     assert not opted_in.judge("a", post(0.4)).escalate
 
 
+def test_an_answer_stuck_in_a_loop_is_escalated_whatever_the_bandit_prefers():
+    from dataclasses import replace
+
+    p = LinUCBPolicy(0.3, warmup=0)
+    x = post_context(post(0.95))
+    teach(p, "post", "accept", x, 1.0, 50)
+    teach(p, "post", "escalate", x, -1.0, 50)
+    assert not p.judge("a", post(0.95)).escalate
+    d = p.judge("b", replace(post(0.95), repeating=True))
+    assert d.escalate and "loop of repeated tokens" in d.reason
+
+
 def test_no_exploration_while_the_cloud_is_unreachable():
     p = LinUCBPolicy(0.3, warmup=0, alpha=5.0)
     x = post_context(post(0.9))

@@ -96,6 +96,38 @@ def test_answer_cut_by_the_context_is_flagged_and_escalated_even_when_confident(
     assert "truncated" not in b.flags and b.route == "local"
 
 
+LOOP = "The capital is L'Etoile, la Cite," + " la Femme," * 14  # 44 words, the last 28 a loop of period 2
+
+
+def test_loop_tail_finds_the_longest_repeating_suffix():
+    from edgeroute.signals.repetition import ends_in_loop, loop_tail
+
+    assert loop_tail([7] * 30) == (30, 1)
+    assert loop_tail([1, 2, 3] + [4, 5, 6] * 9) == (27, 3)
+    assert loop_tail([1, 2, 3, 4, 5, 6, 7, 8]) == (0, 0)
+    assert loop_tail([1, 2] + [9, 9] + [3]) == (0, 0)  # a repeat that does not reach the end is no loop
+    assert loop_tail([5, 6] * 2) == (0, 0)  # two repeats are not enough
+    assert ends_in_loop([4, 5, 6] * 8) and not ends_in_loop([4, 5, 6] * 7)  # 24 tokens: the smallest loop
+    assert not ends_in_loop(list(range(17)) * 3)  # a 17-token cycle is longer than a loop we look for
+
+
+def test_an_answer_stuck_in_a_loop_is_escalated_even_when_confident_and_flagged_offline():
+    router, local, cloud = make(threshold=0.1)
+    local.enqueue(LOOP, logprobs=[-0.01] * 44)
+    a = router.ask("What is the capital of France?")
+    assert a.route == "cloud" and "repetition" in a.flags and "loop of repeated tokens" in a.reason
+    assert a.confidence is not None and a.confidence > a.threshold  # the confidence alone would have accepted it
+
+    offline, local2, _ = make(threshold=0.1, cloud=False)
+    local2.enqueue(LOOP, logprobs=[-0.01] * 44)
+    b = offline.ask("What is the capital of France?")
+    assert b.route == "local-offline" and "repetition" in b.flags and "loop of repeated tokens" in b.reason
+
+    fine, local3, _ = make(threshold=0.1)
+    local3.enqueue("one two three, one two three, and that is all", logprobs=[-0.01] * 10)
+    assert fine.ask("Count to three twice.").route == "local"
+
+
 def test_zero_tokens_gives_unknown_confidence_never_nan_and_policy_default_decides():
     router, local, cloud = make()
     local.enqueue("", logprobs=[])

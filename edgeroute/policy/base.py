@@ -43,7 +43,10 @@ class Policy(abc.ABC):
         return None
 
     def judge(self, answer_id: str, situation: "Situation") -> Decision:
-        """After generation: accept the local answer or escalate (default: ``decide`` on the confidence)."""
+        """After generation: accept the local answer or escalate (default: escalate a defective answer, else
+        ``decide`` on the confidence)."""
+        if situation.repeating and not situation.truncated:
+            return Decision(True, str(situation.defect))
         return self.decide(situation.confidence, truncated=situation.truncated)
 
     def settle(self, answer_id: str, outcome: "Outcome") -> None:

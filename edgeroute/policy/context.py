@@ -39,6 +39,17 @@ class Situation:
     confidence: Optional[float] = None
     truncated: bool = False
     device: DeviceState = field(default_factory=DeviceState)
+    #: The local answer ends in a loop of repeated tokens (``signals.repetition``).
+    repeating: bool = False
+
+    @property
+    def defect(self) -> Optional[str]:
+        """Why the local answer cannot stand whatever its confidence (cut off, or stuck in a loop), or None."""
+        if self.truncated:
+            return "the local answer was cut off by the context window"
+        if self.repeating:
+            return "the local answer ends in a loop of repeated tokens"
+        return None
 
 
 _QUERY = ("q_log_chars", "q_digit_frac", "q_log_numbers", "q_yes_no", "q_what", "q_which", "q_who", "q_how")

@@ -142,8 +142,8 @@ class LinUCBPolicy(Policy):
     def judge(self, answer_id: str, situation: Situation) -> Decision:
         conf = situation.confidence
         forced: Optional[Decision] = None
-        if situation.truncated:
-            forced = Decision(True, "the local answer was cut off by the context window")
+        if situation.defect is not None:
+            forced = Decision(True, situation.defect)
         elif conf is None:
             forced = Decision(self.on_unknown == "escalate", "confidence unknown (no scored tokens)")
         elif conf < self.threshold and not self.allow_below_threshold:
