@@ -6,9 +6,9 @@ perplexity features, the query features), labels from its grader. Only the ``tra
 are picked by 5-fold cross-validated AUROC on it (folds by item hash): L2 logistic regression at two strengths or a
 one-hidden-layer MLP (numpy, Adam, fixed seed), each on several subsets of the feature blocks (``BLOCK_SETS``).
 
-Which block: ``capture.default_layer`` (19 of SmolLM2-135M's 30) was chosen the same way, on the train split only,
-from the states of every block (read with transformers from the same GGUF): answer-averaged states of blocks 14-22
-reached 0.928-0.936 cross-validated AUROC against 0.920 for the final, post-norm layer. Then:
+Which block: ``capture.default_layer`` (19 of SmolLM2-135M's 30, 0-based) was chosen the same way, on the train split
+only, by ``tools/scan_layers.py`` (block states read with transformers from the same GGUF): answer-averaged states of
+blocks 9-22 reach 0.926-0.937 cross-validated AUROC, block 19 0.936, the final post-norm layer 0.920. Then:
 
 - ``probe.onnx``: ``probe``, the chosen in-distribution model;
   ``novelty``, the distance of the prompt's hidden state to the nearest training family's centroid; and

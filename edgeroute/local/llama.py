@@ -4,9 +4,9 @@ Per step it reads that step's logits in place (a zero-copy view of llama.cpp's b
 the token, and computes the chosen token's logprob and the distribution's entropy with numpy in O(vocab) memory.
 No ``logits_all`` (an ``n_ctx x n_vocab`` array) and no ``top_logprobs`` path (a Python loop over the vocabulary).
 
-Hidden states come from the same context, at no measurable cost: a ``LayerCapture`` (llama.cpp's eval callback)
+Hidden states come from the same context: a ``LayerCapture`` (llama.cpp's eval callback, about 2-4 % of decode time)
 copies one block's output (``hidden_layer``, two thirds of the way up by default) for the last prompt token and for
-every answer token; the Generation carries the prompt-end row, the last answer token's row and the answers' mean.
+every answer token; the Generation carries the prompt-end row, the last answer token's row and the answer's mean.
 """
 
 from __future__ import annotations
