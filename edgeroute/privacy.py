@@ -8,7 +8,7 @@ the character span only: the matched text is never copied into an Answer, a log 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -64,6 +64,30 @@ def _looks_like_key(token: str) -> bool:
     return digits >= 0.2 * len(token) and letters >= 0.2 * len(token)
 
 
+def _card_ok(span: str) -> bool:
+    digits = re.sub(r"\D", "", span)
+    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+
+
+def _phone_ok(span: str) -> bool:
+    return 9 <= len(re.sub(r"\D", "", span)) <= 15  # E.164 numbers have at most 15 digits
+
+
+def _any(_span: str) -> bool:
+    return True
+
+
+#: (kind, pattern, validator of the matched text), tried in order.
+_CHECKS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool]], ...] = (
+    ("api_key", _KEY_PREFIX, _any),
+    ("email", _EMAIL, _any),
+    ("iban", _IBAN, iban_ok),
+    ("card", _CARD, _card_ok),
+    ("api_key", _LONG_TOKEN, _looks_like_key),
+    ("phone", _PHONE, _phone_ok),
+)
+
+
 class PrivacyDetector:
     """Finds the ``kinds`` of sensitive data (default: all of ``KINDS``) in text."""
 
@@ -86,29 +110,11 @@ class PrivacyDetector:
             taken.append((m.start(), m.end()))
             out.append(Finding(kind, m.start(), m.end()))
 
-        if "api_key" in self.kinds:
-            for m in _KEY_PREFIX.finditer(text):
-                add("api_key", m)
-        if "email" in self.kinds:
-            for m in _EMAIL.finditer(text):
-                add("email", m)
-        if "iban" in self.kinds:
-            for m in _IBAN.finditer(text):
-                if iban_ok(m.group(0)):
-                    add("iban", m)
-        if "card" in self.kinds:
-            for m in _CARD.finditer(text):
-                digits = re.sub(r"\D", "", m.group(0))
-                if 13 <= len(digits) <= 19 and luhn_ok(digits):
-                    add("card", m)
-        if "api_key" in self.kinds:
-            for m in _LONG_TOKEN.finditer(text):
-                if _looks_like_key(m.group(0)):
-                    add("api_key", m)
-        if "phone" in self.kinds:
-            for m in _PHONE.finditer(text):
-                if 9 <= len(re.sub(r"\D", "", m.group(0))) <= 15:  # E.164 numbers have at most 15 digits
-                    add("phone", m)
+        for kind, pattern, valid in _CHECKS:  # in this order: an earlier match keeps its span
+            if kind in self.kinds:
+                for m in pattern.finditer(text):
+                    if valid(m.group(0)):
+                        add(kind, m)
         return sorted(out, key=lambda f: f.start)
 
     def kinds_in(self, texts: Sequence[str]) -> list[str]:
