@@ -16,8 +16,9 @@ Q = [{"role": "user", "content": "What is the capital of France?"}]
 Q2 = [{"role": "user", "content": "Name a large animal that lives in the ocean."}]
 
 
-def reference_logprobs(model: LlamaCppModel, messages, n: int):
-    """llama.cpp's own logprobs and full-vocabulary entropies for the first ``n`` greedy tokens (slow path)."""
+def reference_logprobs(model: LlamaCppModel, messages, n: int, margins: bool = False):
+    """llama.cpp's own logprobs and full-vocabulary entropies (and top-1 / top-2 margins) for the first ``n``
+    greedy tokens (slow path: ``logits_all``)."""
     import llama_cpp
 
     with _native_params(not cpu_has_amx()):
@@ -30,6 +31,9 @@ def reference_logprobs(model: LlamaCppModel, messages, n: int):
         logp = scores - scores.max(axis=1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
         entropy = -(np.exp(logp) * logp).sum(axis=1)
+        if margins:
+            top2 = np.sort(scores, axis=1)[:, -2:]
+            return np.asarray(lp, dtype=np.float64), entropy, out["choices"][0]["text"], top2[:, 1] - top2[:, 0]
         return np.asarray(lp, dtype=np.float64), entropy, out["choices"][0]["text"]
     finally:
         ref.close()
@@ -51,6 +55,43 @@ def test_logprobs_and_entropies_equal_llama_cpp_reference(real_model):
     assert g.text == ref_text
     np.testing.assert_allclose(g.token_logprobs, ref_lp, atol=2e-3)
     np.testing.assert_allclose(g.token_entropies, ref_ent, atol=2e-3)
+
+
+def test_new_features_equal_a_logits_all_reference(real_model):
+    """Margins, and every training-free feature built from the decode, equal the ones computed from llama.cpp's
+    full logits matrix on a few prompts."""
+    from edgeroute.local.base import Generation
+    from edgeroute.signals.tokens import token_features
+
+    for msgs in (Q, Q2, [{"role": "user", "content": "What is 17 + 25? Answer with the number only."}]):
+        n = 10
+        g = real_model.generate(msgs, max_tokens=n)
+        ref_lp, ref_ent, ref_text, ref_margin = reference_logprobs(real_model, msgs, n, margins=True)
+        assert g.text == ref_text
+        k = g.completion_tokens
+        np.testing.assert_allclose(g.token_margins, ref_margin[:k], atol=2e-3)
+        ref = Generation(text=ref_text, token_ids=g.token_ids, token_logprobs=ref_lp[:k], token_entropies=ref_ent[:k],
+                         prompt_tokens=g.prompt_tokens, prefill_s=0, decode_s=0, finish_reason=g.finish_reason,
+                         token_margins=ref_margin[:k], token_texts=g.token_texts)
+        assert "".join(g.token_texts) == g.text
+        mine, theirs = token_features(g, msgs[-1]["content"]), token_features(ref, msgs[-1]["content"])
+        assert set(mine) == set(theirs)
+        for key in mine:
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-2), key
+
+
+def test_every_captured_block_equals_a_single_block_capture(real_model):
+    """The multi-block capture gives each block the rows a capture of that block alone gives."""
+    one = LlamaCppModel(hidden_layer=14, hidden_layers=(14,))
+    try:
+        a, b = real_model.generate(Q2, max_tokens=12), one.generate(Q2, max_tokens=12)
+        assert sorted(one.hidden_layers) == [14] and 14 in real_model.hidden_layers
+        assert a.text == b.text
+        for kind in ("prompt", "answer", "answer_mean"):
+            np.testing.assert_allclose(a.hidden[f"{kind}@14"], b.hidden[f"{kind}@14"], atol=1e-4)
+        assert set(a.hidden) == {f"{k}@{l}" for k in ("prompt", "answer", "answer_mean") for l in real_model.hidden_layers}
+    finally:
+        one.close()
 
 
 def test_hidden_states_have_embedding_size_and_differ_between_prompts(real_model):
@@ -77,7 +118,7 @@ def _block_rows(model: LlamaCppModel, tokens: list[int]) -> tuple[list[np.ndarra
         lc.llama_set_embeddings(model._ctx, True)
         try:
             for t in tokens[1:]:
-                captured.append(model._eval_captured([t]))
+                captured.append(model._eval_captured([t])[model.hidden_layer])
                 final.append(np.ctypeslib.as_array(lc.llama_get_embeddings_ith(model._ctx, -1),
                                                    shape=(model.n_embd,)).copy())
         finally:
@@ -128,22 +169,28 @@ def test_capture_finds_its_node_again_when_the_graph_changes(real_model):
     # the evaluation produces no row and is done again
     for wrong in (0, 5_000):
         real_model.generate(Q, max_tokens=2)  # another prompt: no KV reuse of Q2
-        real_model._capture._at = wrong
+        real_model._capture._at[1] = {wrong: 0}
         real_model._capture.begin()
         g = real_model.generate(Q2, max_tokens=24)
         assert g.text == expected.text
         for name in ("prompt_hidden", "answer_hidden", "answer_hidden_mean"):
             np.testing.assert_allclose(getattr(g, name), getattr(expected, name), atol=1e-4)
-        assert real_model._capture._at not in (None, wrong)
+        for key in expected.hidden:
+            np.testing.assert_allclose(g.hidden[key], expected.hidden[key], atol=1e-4)
+        assert real_model._capture._at[1] not in (None, {wrong: 0})
 
 
 def test_a_capture_problem_means_no_hidden_states_and_one_warning(monkeypatch):
     m = LlamaCppModel(n_ctx=256)
     try:
-        monkeypatch.setattr(m._capture, "_name", b"no-such-node")  # as if llama.cpp named its tensors otherwise
-        with pytest.warns(RuntimeWarning, match="no hidden states from .*computed no l_out-19 node"):
+        # as if llama.cpp named its tensors otherwise
+        monkeypatch.setattr(m._capture, "_names", [b"no-such-node"] * len(m._capture.layers))
+        monkeypatch.setattr(m._capture, "_by_name", {b"no-such-node": 0})
+        with pytest.warns(RuntimeWarning, match="no hidden states from .*computed no l_out-9, l_out-14, l_out-19, "
+                                                "l_out-24 node"):
             g = m.generate(Q, max_tokens=4)
         assert g.text and g.prompt_hidden is None and g.answer_hidden is None and g.answer_hidden_mean is None
+        assert g.hidden == {}
     finally:
         m.close()
 

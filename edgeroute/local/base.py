@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
 import numpy as np
@@ -30,10 +30,13 @@ class Generation:
     """What one local generation produced.
 
     ``token_logprobs`` holds, per answer token, the natural-log probability of the chosen token (nats);
-    ``token_entropies`` the entropy of that step's next-token distribution (nats). Hidden states are one block's output
+    ``token_entropies`` the entropy of that step's next-token distribution (nats); ``token_margins`` the chosen
+    token's logit minus the best other token's (nats; empty when the engine does not provide them);
+    ``token_texts`` each token's text (the piece it added to ``text``). Hidden states are one block's output
     (the engine's ``hidden_layer``), ``n_embd`` floats each: at the last prompt token, at the last evaluated answer
     token, and the mean over the evaluated answer tokens; None when the engine cannot provide them (no answer token
-    evaluated: no answer states). Times are seconds.
+    evaluated: no answer states). ``hidden`` has the same for every captured block, keyed ``prompt@L``, ``answer@L``
+    and ``answer_mean@L``. Times are seconds.
     """
 
     text: str
@@ -53,6 +56,9 @@ class Generation:
     reused_prompt_tokens: int = 0
     #: Next-token logits of the Self-REF confidence slot, (<CN>, <UN>), when a Self-REF adapter is loaded.
     selfref_logits: Optional[tuple[float, float]] = None
+    token_margins: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    token_texts: list[str] = field(default_factory=list)
+    hidden: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def completion_tokens(self) -> int:

@@ -1,12 +1,14 @@
 """The llama.cpp engine: greedy chat generation that records per-token evidence at almost no extra cost.
 
 Per step it reads that step's logits in place (a zero-copy view of llama.cpp's buffer, ``n_vocab`` floats), picks
-the token, and computes the chosen token's logprob and the distribution's entropy with numpy in O(vocab) memory.
+the token, and computes the chosen token's logprob, the distribution's entropy and the margin over the runner-up with
+numpy in O(vocab) memory.
 No ``logits_all`` (an ``n_ctx x n_vocab`` array) and no ``top_logprobs`` path (a Python loop over the vocabulary).
 
 Hidden states come from the same context: a ``LayerCapture`` (llama.cpp's eval callback, about 2-4 % of decode time)
-copies one block's output (``hidden_layer``, two thirds of the way up by default) for the last prompt token and for
-every answer token; the Generation carries the prompt-end row, the last answer token's row and the answer's mean.
+copies some blocks' outputs (``hidden_layers``) for the last prompt token and for every answer token; the Generation
+carries, per block, the prompt-end row, the last answer token's row and the answer's mean. The prompt is evaluated in
+one batch, as llama.cpp itself does, so answers are the same as plain llama-cpp-python's.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .._constants import DEFAULT_N_BATCH_TOKENS, DEFAULT_N_CTX_TOKENS, MIN_ANSWE
 from .._errors import ConfigError, GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
 from ..messages import Message
 from .base import Generation, LocalModel
-from .capture import LayerCapture, default_layer
+from .capture import LayerCapture, default_layer, default_layers
 from .resolve import resolve_model_path
 from .selfref import SelfRefAdapter, selfref_confidence
 
@@ -94,28 +96,34 @@ def file_sha256(path: Path, _chunk: int = 1 << 20) -> str:
 
 
 class _StepStats:
-    """Logprob of the chosen token and entropy of one step's distribution, in two preallocated buffers (nats)."""
+    """Logprob of the chosen token, entropy of one step's distribution and the chosen token's logprob margin over the
+    runner-up, in two preallocated buffers (nats)."""
 
     def __init__(self, n_vocab: int) -> None:
         self._z = np.empty(n_vocab, dtype=np.float32)
         self._e = np.empty(n_vocab, dtype=np.float32)
 
-    def __call__(self, logits: np.ndarray, token: int, top: float) -> tuple[float, float]:
-        """``top`` is ``logits.max()`` (the caller has it already when decoding greedily)."""
+    def __call__(self, logits: np.ndarray, token: int, top: float) -> tuple[float, float, float]:
+        """``top`` is ``logits.max()`` (the caller has it already when decoding greedily). The margin is the chosen
+        token's logit minus the best other token's (>= 0 when decoding greedily)."""
         z = np.subtract(logits, top, out=self._z)
         e = np.exp(z, out=self._e)
         s = float(e.sum(dtype=np.float64))
         log_s = float(np.log(s))
         entropy = log_s - float(np.dot(e, z)) / s
-        return float(z[token]) - log_s, max(entropy, 0.0)
+        chosen = float(z[token])
+        z[token] = -np.inf
+        margin = chosen - float(z.max())
+        return chosen - log_s, max(entropy, 0.0), margin
 
 
 class LlamaCppModel(LocalModel):
     """A GGUF model run in-process by llama-cpp-python.
 
     ``model`` is a path, a file name in the user model directory, or None for the default model. ``n_ctx`` is the
-    context window in tokens. ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the block
-    (0-based) they are read from (default: ``capture.default_layer``, the one the shipped probes were trained on).
+    context window in tokens. ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the primary
+    block (0-based) they are read from (default: ``capture.default_layer``), ``hidden_layers`` every block captured
+    (default: ``capture.default_layers``; the primary one is always added). ``Generation.hidden`` has them all.
 
     ``extra_buffers`` controls llama.cpp's extra weight buffer types (AMX, repacked layouts). The default (None)
     turns them off on CPUs with Intel AMX: llama.cpp's AMX matrix multiply crashes the process on batched prompts
@@ -131,6 +139,7 @@ class LlamaCppModel(LocalModel):
         n_batch: int = DEFAULT_N_BATCH_TOKENS,
         hidden_states: bool = True,
         hidden_layer: Optional[int] = None,
+        hidden_layers: Optional[Sequence[int]] = None,
         seed: int = 0,
         extra_buffers: Optional[bool] = None,
         selfref: Optional[SelfRefAdapter] = None,
@@ -174,13 +183,17 @@ class LlamaCppModel(LocalModel):
         self.n_embd = self._llama.n_embd()
         self.n_layer = int(llama_cpp.llama_model_n_layer(self._llama._model.model))
         layer = default_layer(self.n_layer) if hidden_layer is None else hidden_layer
-        if not 0 <= layer < self.n_layer:
-            self._llama.close()
-            raise ConfigError(f"hidden_layer must be in 0..{self.n_layer - 1} for {self.name}, got {layer}")
-        #: The block (0-based) hidden states are read from (see ``Generation``).
+        layers = default_layers(self.n_layer) if hidden_layers is None else tuple(hidden_layers)
+        for value in (layer, *layers):
+            if not (isinstance(value, int) and 0 <= value < self.n_layer):
+                self._llama.close()
+                raise ConfigError(f"hidden_layer must be in 0..{self.n_layer - 1} for {self.name}, got {value}")
+        #: The primary block (0-based) hidden states are read from (see ``Generation``).
         self.hidden_layer = layer
+        #: Every block captured (``Generation.hidden`` has ``prompt@L``, ``answer@L`` and ``answer_mean@L`` for each).
+        self.hidden_layers: tuple[int, ...] = tuple(sorted({layer, *layers})) if hidden_states else ()
         if self._capture is not None:
-            self._capture.target(layer, self.n_embd)
+            self._capture.target(self.hidden_layers, self.n_embd)
         self._ctx = self._llama._ctx.ctx
         self._vocab = self._llama._model.vocab
         self._stats = _StepStats(self.n_vocab)
@@ -287,38 +300,41 @@ class LlamaCppModel(LocalModel):
         """Evaluate ``tokens`` with the capture armed; evaluate them again if the capture missed its node."""
         capture, llama = self._capture, self._llama
         assert capture is not None
-        capture.begin()
+        capture.begin(len(tokens))
         llama.eval(tokens)
         if capture.missed():
             llama.n_tokens -= len(tokens)  # eval drops their KV cache entries and recomputes them
-            capture.begin()
+            capture.begin(len(tokens))
             llama.eval(tokens)
             if capture.missed() and capture.error is None:
-                capture.error = f"llama.cpp computed no l_out-{capture.layer} node"
+                missing = [f"l_out-{layer}" for layer, c, b in zip(capture.layers, capture.count, capture._at_begin)
+                           if c <= b]
+                capture.error = f"llama.cpp computed no {', '.join(missing)} node"
 
-    def _eval_captured(self, tokens: list[int]) -> Optional[np.ndarray]:
-        """Evaluate ``tokens`` and return the captured hidden state of the last one (None without capture)."""
+    def _eval_captured(self, tokens: list[int]) -> dict[int, np.ndarray]:
+        """Evaluate ``tokens`` and return the captured hidden state of the last one per block (empty without
+        capture)."""
         capture = self._capture
         if capture is None:
             self._llama.eval(tokens)
-            return None
+            return {}
         capture.arm()
         try:
             self._eval_armed(tokens)
         finally:
             capture.disarm()
-        return self._captured(capture.last)
+        return self._captured({layer: capture.last[k] for k, layer in enumerate(capture.layers)})
 
-    def _captured(self, row: Optional[np.ndarray]) -> Optional[np.ndarray]:
-        """``row``, or None (with one warning per model) when the capture reported a problem."""
+    def _captured(self, rows: dict[int, Optional[np.ndarray]]) -> dict[int, np.ndarray]:
+        """``rows`` (block -> row), or {} (with one warning per model) when the capture reported a problem."""
         capture = self._capture
         if capture is None or capture.error is None:
-            return row
+            return {layer: row for layer, row in rows.items() if row is not None}
         if not self._capture_warned:
             self._capture_warned = True
             warnings.warn(f"edgeroute: no hidden states from {self.name}: {capture.error}; the probes are skipped",
                           RuntimeWarning, stacklevel=4)
-        return None
+        return {}
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the KV cache of the longest common prefix with the previous call; return its length."""
@@ -336,8 +352,8 @@ class LlamaCppModel(LocalModel):
         return 0
 
     def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
-        """Evaluate the prompt exactly as ``stream`` does and return its last token's hidden state. The KV cache is
-        kept: a ``stream`` of the same messages then re-evaluates only the last prompt token."""
+        """Evaluate the prompt and return its last token's hidden state (primary block). The KV cache is kept: a
+        ``stream`` of the same messages then re-evaluates only the last prompt token."""
         if not self.hidden_states:
             return None
         tokens = self.prompt_token_ids(messages)
@@ -345,9 +361,7 @@ class LlamaCppModel(LocalModel):
             return None
         with self.lock:
             reused = self._reuse_prefix(tokens)
-            if len(tokens) - 1 > reused:
-                self._llama.eval(tokens[reused:-1])
-            return self._eval_captured(tokens[-1:])
+            return self._eval_captured(tokens[reused:]).get(self.hidden_layer)
 
     def stream(
         self,
@@ -375,22 +389,17 @@ class LlamaCppModel(LocalModel):
             t0 = time.perf_counter()
             try:
                 reused = self._reuse_prefix(tokens)
+                # the prompt in one batch, as llama.cpp evaluates it (the capture reads its last row)
+                prompt_rows = self._eval_captured(tokens[reused:])
                 if capture is not None:
-                    # The last prompt token gets its own decode, as prompt_hidden does (so its KV cache can be
-                    # reused). Its single-token kernel rounds slightly differently from a batch, so greedy answers
-                    # can differ from llama.cpp's at near-ties.
-                    if len(tokens) - 1 > reused:
-                        llama.eval(tokens[reused:-1])
-                    prompt_hidden = self._eval_captured(tokens[-1:])
                     capture.arm()  # every answer token's row from here on
-                else:
-                    llama.eval(tokens[reused:])
-                    prompt_hidden = None
                 t1 = time.perf_counter()
 
                 ids: list[int] = []
                 logprobs: list[float] = []
                 entropies: list[float] = []
+                margins: list[float] = []
+                texts: list[str] = []
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 pieces: list[str] = []
                 finish = "length"
@@ -405,14 +414,16 @@ class LlamaCppModel(LocalModel):
                         top = float(logits.max())
                         p = np.exp((logits - top) / temperature, dtype=np.float64)
                         token = int(rng.choice(self.n_vocab, p=p / p.sum()))
-                    logprob, entropy = self._stats(logits, token, top)
+                    logprob, entropy, margin = self._stats(logits, token, top)
                     if lc.llama_vocab_is_eog(self._vocab, token):
                         finish = "stop"
                         break
                     ids.append(token)
                     logprobs.append(logprob)
                     entropies.append(entropy)
+                    margins.append(margin)
                     piece = decoder.decode(llama._model.token_to_piece(token).rstrip(b"\x00"))
+                    texts.append(piece)
                     if piece:
                         pieces.append(piece)
                         yield piece
@@ -424,12 +435,19 @@ class LlamaCppModel(LocalModel):
                 tail = decoder.decode(b"", final=True)
                 if tail:
                     pieces.append(tail)
+                    if texts:
+                        texts[-1] += tail
                     yield tail
             finally:
                 if capture is not None:
                     capture.disarm()
-            answer_hidden = self._captured(capture.last) if capture is not None else None
-            answer_mean = self._captured(capture.mean) if capture is not None else None
+            hidden: dict[str, np.ndarray] = {f"prompt@{layer}": row for layer, row in prompt_rows.items()}
+            if capture is not None:
+                last = self._captured({layer: capture.last[k] for k, layer in enumerate(capture.layers)})
+                means = self._captured({layer: capture.mean(k) for k, layer in enumerate(capture.layers)})
+                hidden.update({f"answer@{layer}": row for layer, row in last.items()})
+                hidden.update({f"answer_mean@{layer}": row for layer, row in means.items()})
+            main = self.hidden_layer
             slot: Optional[tuple[float, float]] = None
             if self.selfref is not None and ids:
                 if finish == "stop":  # the last answer token is in the cache, computed without the adapter
@@ -441,13 +459,16 @@ class LlamaCppModel(LocalModel):
             token_ids=ids,
             token_logprobs=np.asarray(logprobs, dtype=np.float64),
             token_entropies=np.asarray(entropies, dtype=np.float64),
+            token_margins=np.asarray(margins, dtype=np.float64),
+            token_texts=texts,
             prompt_tokens=n_prompt,
             prefill_s=t1 - t0,
             decode_s=t2 - t1,
             finish_reason=finish,
-            prompt_hidden=prompt_hidden,
-            answer_hidden=answer_hidden,
-            answer_hidden_mean=answer_mean,
+            prompt_hidden=hidden.get(f"prompt@{main}"),
+            answer_hidden=hidden.get(f"answer@{main}"),
+            answer_hidden_mean=hidden.get(f"answer_mean@{main}"),
+            hidden=hidden,
             truncated=finish == "length" and budget < max_tokens,
             reused_prompt_tokens=reused,
             selfref_logits=slot,
