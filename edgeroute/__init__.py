@@ -39,7 +39,7 @@ from .local import Generation, LlamaCppModel, LocalModel
 from .policy import Decision, LinUCBPolicy, Policy, RewardWeights, ThresholdPolicy
 from .privacy import PrivacyDetector
 from .router import AnswerStream, Router
-from .signals import PerplexitySignal, Signal
+from .signals import PerplexitySignal, ProbeSignal, Signal, TokenStatsSignal
 from .store import TraceStore
 
 __version__ = "0.1.0"
@@ -79,6 +79,7 @@ __all__ = [
     "ModelNotFoundError",
     "OpenAICompatBackend",
     "PerplexitySignal",
+    "ProbeSignal",
     "Policy",
     "PrivacyDetector",
     "PromptTooLongError",
@@ -87,6 +88,7 @@ __all__ = [
     "Router",
     "RouterConfig",
     "Signal",
+    "TokenStatsSignal",
     "StoreError",
     "StreamEvent",
     "ThresholdPolicy",

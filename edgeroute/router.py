@@ -36,7 +36,7 @@ from .policy.context import Situation
 from .policy.online import LinUCBPolicy
 from .policy.reward import Outcome, RewardWeights
 from .policy.threshold import ThresholdPolicy
-from .signals.base import Signal
+from .signals.base import Signal, confidence_of, confidence_signal, evaluate, floats
 from .privacy import PrivacyDetector
 from .signals import default_signals
 from .signals.probe import PregenProbe, model_identity
@@ -518,8 +518,8 @@ class Router:
         return score
 
     def _confidence_signal(self) -> Optional[Signal]:
-        """The signal whose value is the confidence (the last one that provides one)."""
-        return next((s for s in reversed(self.signals) if s.provides_confidence), None)
+        """The signal whose value is the confidence (``signals.confidence_signal``)."""
+        return confidence_signal(self.signals)
 
     def _energy_begin(self, cpu: CpuScope) -> Optional[EnergyWindow]:
         return self.energy.begin(cpu) if self.energy is not None else None
@@ -560,16 +560,9 @@ class Router:
 
     def _judge(self, work: _Work, generation: Generation) -> Decision:
         t = time.perf_counter()
-        for signal in self.signals:
-            work.signals.update(signal.compute(generation, work.messages))
-        for signal in self.signals:
-            work.signals.update(signal.derive(work.signals))
-        work.confidence = None
-        for signal in reversed(self.signals):  # the last signal that produced a confidence wins
-            key = signal.provides_confidence
-            if key is not None and key in work.signals:
-                work.confidence = work.signals[key]
-                break
+        values = evaluate(self.signals, generation, work.messages)
+        work.signals.update(floats(values))
+        work.confidence = confidence_of(self.signals, values)
         decision = self.policy.judge(work.id, self._situation(work, generation))
         work.latency_ms["signals"] = (time.perf_counter() - t) * 1000.0
         return decision

@@ -31,7 +31,8 @@ from .messages import Message
 class MockLocalModel(LocalModel):
     """A local model that replays queued answers (or echoes the last user message when the queue is empty).
 
-    Tokens are whitespace-separated words. ``logprobs`` default to -0.1 per token; entropies to 0.5 nats.
+    Tokens are whitespace-separated words. ``logprobs`` default to -0.1 per token; entropies to 0.5 nats; margins
+    to 1 nat.
     ``n_ctx`` bounds the prompt in words, like a real context window.
     """
 
@@ -70,13 +71,15 @@ class MockLocalModel(LocalModel):
     hidden_states = True
     #: The block its hidden states stand for (probes check it, as they do for a real engine).
     hidden_layer = 0
+    #: Every block it "captures" (``Generation.hidden`` has ``prompt@L``, ``answer@L``, ``answer_mean@L`` for each).
+    hidden_layers = (0, 1)
 
     def _hidden(self, key: str) -> np.ndarray:
         return np.random.default_rng(abs(hash(key)) % (2**32)).standard_normal(self.n_embd).astype(np.float32)
 
     def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
         self.prefills += 1
-        return self._hidden("prompt:" + messages[-1]["content"])
+        return self._hidden(f"prompt{self.hidden_layer}:" + messages[-1]["content"])
 
     def stream(
         self,
@@ -111,6 +114,12 @@ class MockLocalModel(LocalModel):
                 if self.token_delay_s:
                     time.sleep(self.token_delay_s)
                 yield word if i == 0 else " " + word
+            hidden = {}
+            for layer in self.hidden_layers:
+                hidden[f"prompt@{layer}"] = self._hidden(f"prompt{layer}:" + messages[-1]["content"])
+                hidden[f"answer@{layer}"] = self._hidden(f"answer{layer}:" + text)
+                hidden[f"answer_mean@{layer}"] = self._hidden(f"answer-mean{layer}:" + text)
+            main = self.hidden_layer
             return Generation(
                 text=" ".join(words),
                 token_ids=[self._vocab.setdefault(w, len(self._vocab)) for w in words],  # one id per distinct word
@@ -121,10 +130,13 @@ class MockLocalModel(LocalModel):
                 decode_s=time.perf_counter() - t0,
                 finish_reason="length" if len(all_words) > budget else "stop",
                 truncated=len(all_words) > budget and budget < max_tokens,
-                prompt_hidden=self._hidden("prompt:" + messages[-1]["content"]),
-                answer_hidden=self._hidden("answer:" + text),
-                answer_hidden_mean=self._hidden("answer-mean:" + text),
+                prompt_hidden=hidden[f"prompt@{main}"],
+                answer_hidden=hidden[f"answer@{main}"],
+                answer_hidden_mean=hidden[f"answer_mean@{main}"],
                 selfref_logits=slot if words else None,
+                token_margins=np.ones(len(words)),
+                token_texts=[w if i == 0 else " " + w for i, w in enumerate(words)],
+                hidden=hidden,
             )
 
 

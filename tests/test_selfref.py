@@ -52,11 +52,11 @@ def test_the_blend_averages_log_odds_and_needs_both_parts():
     from edgeroute.signals.selfref import SelfRefBlend
 
     blend = SelfRefBlend("probe-id", "ab" * 32)
-    out = blend.derive({"combined_confidence": 0.9, "selfref": 0.5})
+    out = blend.score({"combined_confidence": 0.9, "selfref": 0.5}, [])
     assert out["selfref_combined_confidence"] == pytest.approx(1 / (1 + math.exp(-math.log(9) / 2)))
-    assert blend.derive({"combined_confidence": 0.2, "selfref": 0.2})["selfref_combined_confidence"] == \
+    assert blend.score({"combined_confidence": 0.2, "selfref": 0.2}, [])["selfref_combined_confidence"] == \
         pytest.approx(0.2)
-    assert blend.derive({"combined_confidence": 0.9}) == {} and blend.derive({"selfref": 0.9}) == {}
+    assert blend.score({"combined_confidence": 0.9}, []) == {} and blend.score({"selfref": 0.9}, []) == {}
     assert SelfRefBlend("probe-id", "cd" * 32).confidence_id != blend.confidence_id  # its own calibration
 
 

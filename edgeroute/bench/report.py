@@ -15,7 +15,9 @@ from . import metrics as M
 from .grading import grade
 
 #: Signals where a higher value means "less likely correct": negated before AUROC / AUPRC.
-RISK_SIGNALS = frozenset({"mean_nll", "max_nll", "mean_entropy", "log_answer_tokens", "answer_tokens"})
+RISK_SIGNALS = frozenset({"mean_nll", "max_nll", "mean_entropy", "log_answer_tokens", "answer_tokens", "sum_nll",
+                          "max_entropy", "first_entropy", "span_mean_nll", "span_sum_nll", "span_mean_entropy",
+                          "span_log_tokens", "loop_frac", "cut_by_length", "span_empty"})
 #: Signals that are flags, not scores.
 SKIP_SIGNALS = frozenset({"perplexity_calibrated", "pregen_confidence", "probe_novelty"})
 CONFIDENCE_SIGNAL = "perplexity_confidence"
@@ -63,6 +65,7 @@ def build_report(
 
     signals: dict[str, dict[str, Optional[float]]] = {}
     names = sorted({k for r in local for k in r["signals"]} - SKIP_SIGNALS)
+    names = [n for n in names if not n.startswith("q_")]  # query features describe the question, not the answer
     for name in names:
         present = np.array([name in r["signals"] for r in local])
         if present.sum() < 2:

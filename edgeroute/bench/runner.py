@@ -129,6 +129,59 @@ class _Capture(LocalModel):
         return self.last
 
 
+def raw_generation(gen: Optional[Generation]) -> dict[str, Any]:
+    """What a cache record keeps of a ``Generation`` so that every feature can be recomputed from it: the token
+    ids, texts, logprobs, entropies and margins, the finish reason, and every captured hidden state (base64)."""
+    if gen is None:
+        return {}
+    return {
+        "token_ids": list(gen.token_ids),
+        "token_texts": list(gen.token_texts),
+        "token_logprobs": [float(x) for x in gen.token_logprobs],
+        "token_entropies": [float(x) for x in gen.token_entropies],
+        "token_margins": [float(x) for x in gen.token_margins],
+        "finish_reason": gen.finish_reason,
+        "truncated": gen.truncated,
+        "hidden": {k: encode_vector(v) for k, v in gen.hidden.items()},
+        "selfref_logits": list(gen.selfref_logits) if gen.selfref_logits is not None else None,
+    }
+
+
+def generation_of(record: dict[str, Any]) -> Generation:
+    """The ``Generation`` a cache record was made from (texts, token evidence and hidden states; times are 0)."""
+    hidden = {k: decode_vector(v) for k, v in (record.get("hidden") or {}).items() if v is not None}
+    return Generation(
+        text=record.get("text", ""),
+        token_ids=list(record.get("token_ids", [])),
+        token_logprobs=np.asarray(record.get("token_logprobs", []), dtype=np.float64),
+        token_entropies=np.asarray(record.get("token_entropies", []), dtype=np.float64),
+        prompt_tokens=int(record.get("prompt_tokens", 0)),
+        prefill_s=0.0,
+        decode_s=0.0,
+        finish_reason=record.get("finish_reason", "stop"),
+        prompt_hidden=decode_vector(record.get("prompt_hidden")),
+        answer_hidden=decode_vector(record.get("answer_hidden")),
+        answer_hidden_mean=decode_vector(record.get("answer_hidden_mean")),
+        truncated=bool(record.get("truncated", False)),
+        token_margins=np.asarray(record.get("token_margins", []), dtype=np.float64),
+        token_texts=list(record.get("token_texts", [])),
+        hidden={k: v for k, v in hidden.items() if v is not None},  # type: ignore[misc]
+        selfref_logits=_selfref_logits(record),
+    )
+
+
+def _selfref_logits(record: dict[str, Any]) -> Optional[tuple[float, float]]:
+    """The record's Self-REF slot logits, or logits that give its cached ``selfref`` score (older records)."""
+    if record.get("selfref_logits"):
+        cn, un = record["selfref_logits"]
+        return float(cn), float(un)
+    p = record.get("signals", {}).get("selfref")
+    if p is None:
+        return None
+    p = min(max(float(p), 1e-12), 1.0 - 1e-12)
+    return float(np.log(p / (1.0 - p))), 0.0
+
+
 def run_local(
     items: Sequence[dict[str, Any]],
     model: LocalModel,
@@ -155,10 +208,14 @@ def run_local(
         key = cache_key("local", model.fingerprint, asdict(params))
         cache = ResultCache(cache_dir() / f"local-{key}.jsonl")
         have = cache.load() if use_cache else {}
+        have = {k: v for k, v in have.items() if "token_logprobs" in v}  # older records lack the raw evidence
         if need_hidden:
+            want = {f"{kind}@{layer}" for layer in getattr(model, "hidden_layers", ()) or ()
+                    for kind in ("prompt", "answer_mean")}
             layer = getattr(model, "hidden_layer", None)
             have = {k: v for k, v in have.items()
-                    if v.get("prompt_hidden") is not None and v.get("hidden_layer") == layer}
+                    if v.get("prompt_hidden") is not None and v.get("hidden_layer") == layer
+                    and want <= set(v.get("hidden") or {})}
         adapter = getattr(model, "selfref", None)
         adapter_sha = adapter.sha256 if adapter is not None else None
         if need_selfref and adapter_sha:
@@ -171,6 +228,7 @@ def run_local(
             if on_generate is not None:
                 on_generate(item["id"])
             a = router.ask(item["question"], max_tokens=params.max_tokens)
+            gen = capture.last
             record = {
                 "id": item["id"],
                 "question": item["question"],
@@ -188,6 +246,7 @@ def run_local(
                 "answer_hidden_mean": encode_vector(capture.last.answer_hidden_mean if capture.last else None),
                 "hidden_layer": getattr(model, "hidden_layer", None),
                 "selfref_adapter": adapter_sha,
+                **raw_generation(gen),
             }
             have[item["id"]] = record
             if use_cache:
@@ -204,22 +263,17 @@ def rescore(
     records: list[dict[str, Any]], items: Sequence[dict[str, Any]], signals: Sequence[Any],
     *, confidence: Optional[str] = None,
 ) -> list[dict[str, Any]]:
-    """Recompute every signal that can be recomputed from the cache (``Signal.from_cache``: the perplexity map,
-    the ONNX probe; ``Signal.derive``: blends) with the current files, and the confidence as the Router would pick
-    it (or the value named ``confidence``)."""
+    """Run every signal's two stages again on each record's cached ``Generation`` (``generation_of``) with the
+    current files (the perplexity map, the ONNX probe, blends), and take the confidence as the Router would
+    (``confidence_of``), or the value named ``confidence``."""
+    from ..signals.base import confidence_of, evaluate, floats
+
     out = []
     for item, r in zip(items, records):
         messages = [{"role": "user", "content": item["question"]}]
-        sig = dict(r["signals"])
-        for signal in signals:
-            sig.update(signal.from_cache({**r, "signals": sig}, messages))
-        for signal in signals:
-            sig.update(signal.derive(sig))
-        if confidence is not None:
-            value = sig.get(confidence)
-        else:
-            value = next((sig[s.provides_confidence] for s in reversed(signals)
-                          if s.provides_confidence and s.provides_confidence in sig), None)
+        values = evaluate(signals, generation_of(r), messages)
+        sig = {**r["signals"], **floats(values)}
+        value = sig.get(confidence) if confidence is not None else confidence_of(signals, values)
         out.append({**r, "signals": sig, "confidence": value})
     return out
 

@@ -1,19 +1,23 @@
-"""Signals that judge a local answer."""
+"""Signals that judge a local answer (two stages: ``features`` from the decode, ``score`` from the features)."""
 
 from __future__ import annotations
 
 from ..local.base import LocalModel
-from .base import Signal
+from .base import Features, Signal, confidence_of, confidence_signal, evaluate, floats, rescore
 from .perplexity import LogisticMap, PerplexitySignal
 from .probe import PregenProbe, ProbeSignal, model_identity
+from .query import QuerySignal
 from .selfref import SelfRefBlend, SelfRefSignal
+from .tokens import TOKEN_FEATURES, TokenStatsSignal
 
 
 def default_signals(model: LocalModel, *, probe: bool = True) -> list[Signal]:
-    """The Router's default signals for ``model``: perplexity, Self-REF (silent unless the engine runs an adapter),
-    plus the shipped hidden-state probe when it fits the model (its combined confidence is the Router's confidence).
-    When the engine runs a Self-REF adapter and the probe fits, the blend of the two becomes the confidence."""
-    signals: list[Signal] = [PerplexitySignal(model_sha256=model.fingerprint), SelfRefSignal()]
+    """The Router's default signals for ``model``: perplexity, the training-free token statistics, the query
+    features, Self-REF (silent unless the engine runs an adapter), plus the shipped hidden-state probe when it fits
+    the model (its combined confidence is the Router's confidence). When the engine runs a Self-REF adapter and the
+    probe fits, the blend of the two becomes the confidence."""
+    signals: list[Signal] = [PerplexitySignal(model_sha256=model.fingerprint), TokenStatsSignal(), QuerySignal(),
+                             SelfRefSignal()]
     if probe:
         p = ProbeSignal(**model_identity(model))
         if p.available:
@@ -24,5 +28,6 @@ def default_signals(model: LocalModel, *, probe: bool = True) -> list[Signal]:
     return signals
 
 
-__all__ = ["LogisticMap", "PerplexitySignal", "PregenProbe", "ProbeSignal", "SelfRefBlend", "SelfRefSignal",
-           "Signal", "default_signals"]
+__all__ = ["Features", "LogisticMap", "PerplexitySignal", "PregenProbe", "ProbeSignal", "QuerySignal",
+           "SelfRefBlend", "SelfRefSignal", "Signal", "TOKEN_FEATURES", "TokenStatsSignal", "confidence_of",
+           "confidence_signal", "default_signals", "evaluate", "floats", "model_identity", "rescore"]

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..local.base import Generation
 from ..messages import Message
-from .base import Signal
+from .base import Features, Signal
 
 FEATURES = ("mean_nll", "max_nll", "mean_entropy", "log_answer_tokens")
 CALIBRATION_FILE = "perplexity.json"
@@ -95,18 +95,16 @@ class PerplexitySignal(Signal):
             json.dumps(self.mapping.to_dict(), sort_keys=True).encode()
         ).hexdigest()[:16]
 
-    def compute(self, generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
+    def features(self, generation: Generation, messages: Sequence[Message]) -> Features:
         x = features(generation)
-        if x is None:
-            return {"answer_tokens": float(generation.completion_tokens)}
-        out = dict(zip(FEATURES, x))
-        out["answer_tokens"] = float(generation.completion_tokens)
-        out["perplexity_confidence"] = self.mapping(x)
-        out["perplexity_calibrated"] = 1.0 if self.calibrated else 0.0
+        out: Features = {"answer_tokens": float(generation.completion_tokens)}
+        if x is not None:
+            out.update(zip(FEATURES, x))
+            out["mean_entropy"] = float(out["mean_entropy"])
         return out
 
-    def from_cache(self, record: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
-        sig = record.get("signals", {})
-        if not all(f in sig for f in FEATURES):
+    def score(self, values: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
+        if not all(f in values for f in FEATURES):
             return {}
-        return {"perplexity_confidence": self.mapping([sig[f] for f in FEATURES])}
+        return {"perplexity_confidence": self.mapping([float(values[f]) for f in FEATURES]),
+                "perplexity_calibrated": 1.0 if self.calibrated else 0.0}

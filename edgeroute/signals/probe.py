@@ -1,20 +1,23 @@
 """Hidden-state probes, exported to ONNX and run with onnxruntime.
 
 Two probes ship for the default model (``models/probe.onnx``, ``models/pregen.onnx``), trained by
-``tools/train_probe.py``:
+``tools/train_probe.py`` and selected by how well they transfer to task sources they were not trained on
+(``edgeroute.bench.transfer``):
 
-- the **post-generation probe** reads hidden states of one block (the engine's ``hidden_layer``, 19 of 30 for the
-  default model) at the end of the prompt, at the end of the answer and averaged over the answer, the perplexity
-  features and the query features. It outputs ``probe_confidence`` (the probe), ``probe_novelty`` (how
-  far the prompt's hidden state is from every family the probe was trained on) and ``combined_confidence``, the
-  Router's default confidence: the probe for familiar prompts, a family-agnostic perplexity score for novel ones;
-- the **pre-generation probe** reads the prompt-end hidden state and the query features only, so the Router can
-  send a hopeless query to the cloud before decoding a single token (never for a novel prompt).
+- the **post-generation probe** reads a row of named inputs: hidden states of some blocks (``answer_mean@19`` is
+  block 19's output averaged over the answer's tokens, ``prompt@19`` its output at the last prompt token), and
+  scalar features (``TOKEN_FEATURES``, the perplexity features, ``QUERY_FEATURES``). It outputs ``probe_confidence``,
+  ``probe_novelty`` (how far the prompt's hidden state, the layout's first block, is from every family the probe was
+  trained on) and ``combined_confidence``, the Router's default confidence: the probe for familiar prompts, a
+  training-free fallback for novel ones (when the selection kept a novelty gate at all);
+- the **pre-generation probe** reads the prompt-end hidden state of the engine's primary block and the query
+  features, so the Router can send a hopeless query to the cloud before decoding a single token (never for a novel
+  prompt).
 
-Each file carries metadata (the GGUF's SHA-256, the feature layout including the block the states come from, the
-version, the training data and validation AUROC). A probe whose model hash or layout does not match is refused with
-one warning, and the other signals carry on. One onnxruntime session per file, shared by all threads
-(``InferenceSession.run`` is thread-safe).
+Each file carries metadata: the GGUF's SHA-256, the feature layout (``[[name, width or feature names], ...]``), the
+layout version, the training data and the transfer figures. A probe whose model hash, version or layout does not fit
+the loaded model is refused with one warning, and the other signals carry on. One onnxruntime session per file,
+shared by all threads (``InferenceSession.run`` is thread-safe).
 """
 
 from __future__ import annotations
@@ -32,48 +35,84 @@ import numpy as np
 
 from ..local.base import Generation
 from ..messages import Message
-from .base import Signal
+from .base import Features, Signal
 from .perplexity import FEATURES as PPL_FEATURES
 from .perplexity import features as ppl_features
-from .query import QUERY_FEATURES, query_features
+from .query import QUERY_FEATURES, last_user_text, query_features
+from .tokens import TOKEN_FEATURES, token_features
 
 PROBE_FILE = "probe.onnx"
 PREGEN_FILE = "pregen.onnx"
-LAYOUT_VERSION = 2
-#: The hidden-state blocks of a post-generation probe's input, in order (``Generation`` fields).
-HIDDEN_BLOCKS = ("prompt_hidden", "answer_hidden", "answer_hidden_mean")
+LAYOUT_VERSION = 3
+#: The kinds of hidden-state block a layout can name (``<kind>@<layer>``; see ``Generation.hidden``).
+VECTOR_KINDS = ("prompt", "answer", "answer_mean")
+#: Every scalar feature a layout can name.
+SCALAR_FEATURES = tuple(dict.fromkeys((*PPL_FEATURES, *TOKEN_FEATURES, *QUERY_FEATURES)))
+
+Layout = list[list[Any]]
 
 
-def layout(kind: str, n_embd: int, hidden_layer: Optional[int]) -> list[list[Any]]:
-    """The feature layout a probe of ``kind`` (``post`` or ``pre``) expects: [name, width] blocks in order. Hidden
-    blocks are named ``<field>@<layer>``: a probe trained on one block's states refuses another's."""
-    hidden = HIDDEN_BLOCKS if kind == "post" else HIDDEN_BLOCKS[:1]
-    blocks: list[list[Any]] = [[f"{name}@{hidden_layer}", n_embd] for name in hidden]
-    if kind == "post":
-        blocks.append(["perplexity", list(PPL_FEATURES)])
-    blocks.append(["query", list(QUERY_FEATURES)])
-    return blocks
+def parse_layout(layout: Layout, n_embd: Optional[int], hidden_layers: Optional[Sequence[int]]) -> Optional[str]:
+    """Why ``layout`` cannot be served by a model with ``n_embd`` and ``hidden_layers`` (None when it can)."""
+    if not isinstance(layout, list) or not layout:
+        return "an empty or malformed feature layout"
+    for block in layout:
+        if not (isinstance(block, list) and len(block) == 2 and isinstance(block[0], str)):
+            return f"a malformed layout block {block!r}"
+        name, width = block
+        if isinstance(width, int):
+            kind, _, layer = name.partition("@")
+            if kind not in VECTOR_KINDS or not layer.isdigit():
+                return f"an unknown hidden-state block {name!r}"
+            if n_embd is not None and width != n_embd:
+                return f"{width}-wide hidden states (this model has {n_embd})"
+            if hidden_layers is not None and int(layer) not in hidden_layers:
+                return f"hidden states from block {layer}, which this engine does not capture ({list(hidden_layers)})"
+        elif isinstance(width, list):
+            unknown = [f for f in width if f not in SCALAR_FEATURES]
+            if unknown:
+                return f"features this version does not compute ({', '.join(map(str, unknown[:3]))})"
+        else:
+            return f"a malformed layout block {block!r}"
+    return None
 
 
-def feature_vector(
-    kind: str,
-    hidden: Sequence[np.ndarray],
-    ppl: Optional[Sequence[float]],
-    query: Sequence[float],
-) -> np.ndarray:
-    """The input row for a probe of ``kind``, float32, in ``layout`` order: ``hidden`` holds the states named in
-    ``HIDDEN_BLOCKS`` (post) or the prompt's alone (pre)."""
-    parts = [np.asarray(h, dtype=np.float32) for h in hidden]
-    if kind == "post":
-        assert ppl is not None and len(parts) == len(HIDDEN_BLOCKS)
-        parts.append(np.asarray(ppl, dtype=np.float32))
-    parts.append(np.asarray(query, dtype=np.float32))
+def layout_width(layout: Layout) -> int:
+    return sum(w if isinstance(w, int) else len(w) for _, w in layout)
+
+
+def feature_row(layout: Layout, values: Mapping[str, Any]) -> Optional[np.ndarray]:
+    """The input row (1 x width, float32) for ``layout`` from named ``values``, or None when one is missing."""
+    parts = []
+    for name, width in layout:
+        if isinstance(width, int):
+            v = values.get(name)
+            if not isinstance(v, np.ndarray) or v.shape != (width,):
+                return None
+            parts.append(v.astype(np.float32, copy=False))
+        else:
+            try:
+                parts.append(np.asarray([float(values[f]) for f in width], dtype=np.float32))
+            except KeyError:
+                return None
     return np.concatenate(parts)[None, :]
 
 
+def scalar_values(generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
+    """Every scalar feature a layout can name, for one generation."""
+    out: dict[str, float] = dict(zip(QUERY_FEATURES, query_features(messages)))
+    ppl = ppl_features(generation)
+    if ppl is not None:
+        out.update(zip(PPL_FEATURES, ppl))
+        out.update(token_features(generation, last_user_text(messages)))
+    return out
+
+
 def model_identity(model: Any) -> dict[str, Any]:
-    """The keyword arguments that tie a probe to a ``LocalModel``: its fingerprint, hidden-state width and block."""
+    """The keyword arguments that tie a probe to a ``LocalModel``: its fingerprint, hidden-state width, captured
+    blocks and primary block."""
     return {"model_sha256": model.fingerprint, "n_embd": getattr(model, "n_embd", None),
+            "hidden_layers": tuple(getattr(model, "hidden_layers", ()) or ()) or None,
             "hidden_layer": getattr(model, "hidden_layer", None)}
 
 
@@ -81,9 +120,10 @@ class _Onnx:
     """One onnxruntime session and the file's metadata; ``error`` says why it is unusable (None when usable)."""
 
     def __init__(self, path: Union[str, Path], kind: str, model_sha256: str, n_embd: Optional[int],
-                 hidden_layer: Optional[int]) -> None:
+                 hidden_layers: Optional[Sequence[int]]) -> None:
         self.path, self.kind, self.session, self.meta, self.error = Path(path), kind, None, {}, None
         self.sha256 = ""
+        self.layout: Layout = []
         try:
             self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
             import onnxruntime as ort
@@ -96,14 +136,23 @@ class _Onnx:
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             self.error = f"cannot load {self.path}: {exc}"
             return
-        want = json.dumps(layout(kind, n_embd, hidden_layer)) if n_embd else None
+        try:
+            self.layout = json.loads(self.meta.get("feature_layout", "[]"))
+        except json.JSONDecodeError:
+            self.layout = []
+        problem = parse_layout(self.layout, n_embd, hidden_layers)
+        width = session.get_inputs()[0].shape[-1]
         if self.meta.get("kind") != kind:
             self.error = f"{self.path} is a {self.meta.get('kind')!r} probe, not {kind!r}"
         elif model_sha256 and self.meta.get("model_sha256") != model_sha256:
             self.error = f"{self.path} was trained for another model (sha256 {self.meta.get('model_sha256', '?')[:12]})"
-        elif want is not None and self.meta.get("feature_layout") != want:
-            self.error = (f"{self.path} expects another feature layout than this model provides (hidden states "
-                          f"from block {hidden_layer}, version {LAYOUT_VERSION})")
+        elif self.meta.get("version") != str(LAYOUT_VERSION):
+            self.error = (f"{self.path} has feature layout version {self.meta.get('version')!r}; this edgeroute reads "
+                          f"version {LAYOUT_VERSION}")
+        elif problem is not None:
+            self.error = f"{self.path} expects {problem}"
+        elif isinstance(width, int) and width != layout_width(self.layout):
+            self.error = f"{self.path}: its graph takes {width} inputs but its layout names {layout_width(self.layout)}"
         else:
             self.session = session
             self.input = session.get_inputs()[0].name
@@ -133,62 +182,75 @@ def shipped(name: str) -> Optional[Path]:
 
 
 class ProbeSignal(Signal):
-    """``probe_confidence`` and ``combined_confidence`` from the post-generation ONNX probe.
+    """``probe_confidence``, ``probe_novelty`` and ``combined_confidence`` from the post-generation ONNX probe.
 
-    ``path`` defaults to the shipped probe; ``model_sha256``, ``n_embd`` and ``hidden_layer`` are the loaded
-    model's (``model_identity(model)``; a mismatch disables the probe with one warning). ``available`` says whether
-    it will produce values, ``error`` why not.
+    ``path`` defaults to the shipped probe; ``model_sha256``, ``n_embd``, ``hidden_layers`` are the loaded model's
+    (``model_identity(model)``; a mismatch disables the probe, with one warning for a file the caller named).
+    ``available`` says whether it will produce values, ``error`` why not.
     """
 
     name = "probe"
     provides_confidence = "combined_confidence"
 
     def __init__(self, path: Optional[Union[str, Path]] = None, *, model_sha256: str = "",
-                 n_embd: Optional[int] = None, hidden_layer: Optional[int] = None) -> None:
+                 n_embd: Optional[int] = None, hidden_layers: Optional[Sequence[int]] = None,
+                 hidden_layer: Optional[int] = None) -> None:
         target = Path(path) if path is not None else shipped(PROBE_FILE)
-        self._onnx = _Onnx(target, "post", model_sha256, n_embd, hidden_layer) if target is not None else None
+        self._onnx = _Onnx(target, "post", model_sha256, n_embd, hidden_layers) if target is not None else None
         self.error = "no probe file" if self._onnx is None else self._onnx.error
         if self.error and path is not None:
             _warn_once(self.error)
         self.meta = self._onnx.meta if self._onnx else {}
+        self.layout: Layout = self._onnx.layout if self._onnx and not self.error else []
         self.confidence_id = self._onnx.sha256[:16] if self._onnx else ""
+        self._vectors = [name for name, width in self.layout if isinstance(width, int)]
 
     @property
     def available(self) -> bool:
         return self.error is None
 
-    def _score(self, hidden: Sequence[Optional[np.ndarray]], ppl: Optional[Sequence[float]],
-               messages: Sequence[Message]) -> dict[str, float]:
-        if not self.available or ppl is None or any(h is None for h in hidden):
-            return {}  # no answer token was evaluated: nothing to judge
+    def features(self, generation: Generation, messages: Sequence[Message]) -> Features:
+        if not self.available:
+            return {}
+        out: Features = dict(scalar_values(generation, messages))
+        for name in self._vectors:
+            vec = generation.hidden.get(name)
+            if vec is not None:
+                out[name] = vec
+        return out
+
+    def score(self, values: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
+        if not self.available:
+            return {}
+        row = feature_row(self.layout, values)
+        if row is None:
+            return {}  # no answer token was evaluated (or a state is missing): nothing to judge
         assert self._onnx is not None
-        out = self._onnx.run(feature_vector("post", hidden, ppl, query_features(messages)))  # type: ignore[arg-type]
+        out = self._onnx.run(row)
         return {"probe_confidence": out["probe"], "probe_novelty": out["novelty"],
                 "combined_confidence": out["combined"]}
 
-    def compute(self, generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
-        return self._score([getattr(generation, name) for name in HIDDEN_BLOCKS], ppl_features(generation), messages)
-
-    def from_cache(self, record: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
-        from ..bench.runner import decode_vector
-
-        sig = record.get("signals", {})
-        ppl = [sig[f] for f in PPL_FEATURES] if all(f in sig for f in PPL_FEATURES) else None
-        return self._score([decode_vector(record.get(name)) for name in HIDDEN_BLOCKS], ppl, messages)
-
 
 class PregenProbe:
-    """P(local answer correct) before generation, from the prompt-end hidden state and the query features.
+    """P(local answer correct) before generation, from the prompt-end hidden state of the engine's primary block
+    and the query features.
 
     ``threshold`` (from the file's metadata unless given): below it the Router skips local generation when the
     cloud can take the query."""
 
     def __init__(self, path: Optional[Union[str, Path]] = None, *, model_sha256: str = "",
-                 n_embd: Optional[int] = None, hidden_layer: Optional[int] = None,
-                 threshold: Optional[float] = None) -> None:
+                 n_embd: Optional[int] = None, hidden_layers: Optional[Sequence[int]] = None,
+                 hidden_layer: Optional[int] = None, threshold: Optional[float] = None) -> None:
         target = Path(path) if path is not None else shipped(PREGEN_FILE)
-        self._onnx = _Onnx(target, "pre", model_sha256, n_embd, hidden_layer) if target is not None else None
+        self._onnx = _Onnx(target, "pre", model_sha256, n_embd, hidden_layers) if target is not None else None
         self.error = "no pre-generation probe file" if self._onnx is None else self._onnx.error
+        self.layout: Layout = self._onnx.layout if self._onnx and not self.error else []
+        vectors = [name for name, width in self.layout if isinstance(width, int)]
+        if self.error is None and (len(vectors) != 1 or
+                                   (hidden_layer is not None and vectors[0] != f"prompt@{hidden_layer}")):
+            self.error = (f"{target} reads {vectors}; the engine's prompt state is prompt@{hidden_layer} "
+                          "(a pre-generation probe reads that one block)")
+        self._vector = vectors[0] if vectors else ""
         if self.error and path is not None:
             _warn_once(self.error)
         meta = self._onnx.meta if self._onnx else {}
@@ -200,4 +262,8 @@ class PregenProbe:
 
     def score(self, prompt_hidden: np.ndarray, messages: Sequence[Message]) -> float:
         assert self._onnx is not None
-        return self._onnx.run(feature_vector("pre", [prompt_hidden], None, query_features(messages)))["pregen"]
+        values: dict[str, Any] = dict(zip(QUERY_FEATURES, query_features(messages)))
+        values[self._vector] = np.asarray(prompt_hidden, dtype=np.float32)
+        row = feature_row(self.layout, values)
+        assert row is not None
+        return self._onnx.run(row)["pregen"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from ..local.base import Generation
 from ..messages import Message
+from .base import Features, Signal
 
 QUERY_FEATURES = (
     "q_log_chars", "q_log_words", "q_digit_frac", "q_log_numbers", "q_upper_frac", "q_ends_question",
@@ -46,3 +49,15 @@ def features_of(text: str, turns: int) -> tuple[float, ...]:
     for key, word in _STARTS.items():
         out[key] = 1.0 if lower.startswith(word) else 0.0
     return tuple(float(out[k]) for k in QUERY_FEATURES)
+
+
+class QuerySignal(Signal):
+    """``QUERY_FEATURES`` of the question, as features (the probes read them)."""
+
+    name = "query"
+
+    def features(self, generation: Generation, messages: Sequence[Message]) -> Features:
+        return dict(zip(QUERY_FEATURES, query_features(messages)))
+
+    def score(self, values: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
+        return {}

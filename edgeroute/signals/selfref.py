@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..local.base import Generation
 from ..local.selfref import selfref_confidence
 from ..messages import Message
-from .base import Signal
+from .base import Features, Signal
 
 
 class SelfRefSignal(Signal):
@@ -18,10 +19,13 @@ class SelfRefSignal(Signal):
 
     name = "selfref"
 
-    def compute(self, generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
+    def features(self, generation: Generation, messages: Sequence[Message]) -> Features:
         if generation.selfref_logits is None:
             return {}
         return {"selfref": selfref_confidence(*generation.selfref_logits)}
+
+    def score(self, values: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
+        return {}
 
 
 def _logit(p: float) -> float:
@@ -40,10 +44,7 @@ class SelfRefBlend(Signal):
     def __init__(self, base_confidence_id: str, adapter_sha256: str) -> None:
         self.confidence_id = hashlib.sha256(f"mean-logit|{base_confidence_id}|{adapter_sha256}".encode()).hexdigest()[:16]
 
-    def compute(self, generation: Generation, messages: Sequence[Message]) -> dict[str, float]:
-        return {}  # a blend: everything happens in derive
-
-    def derive(self, values: Mapping[str, float]) -> dict[str, float]:
+    def score(self, values: Mapping[str, Any], messages: Sequence[Message]) -> dict[str, float]:
         if "combined_confidence" not in values or "selfref" not in values:
             return {}
         z = (_logit(values["combined_confidence"]) + _logit(values["selfref"])) / 2.0
