@@ -21,7 +21,7 @@ _PHONE = re.compile(
     r"|0\d{1,4}(?:[\s.-]\d{2,4}){2,3}"  # 020 7946 0958
     r"|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])"  # 555-123-4567
 )
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_CARD = re.compile(r"(?<!\d)(?<!\d\.)(?:\d[ -]?){12,18}\d(?!\d)(?!\.\d)")  # not part of a decimal number
 _KEY_PREFIX = re.compile(
     r"(?<![\w-])(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|"
     r"xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,})"

@@ -1,14 +1,14 @@
-"""Build edgeroute's labelled benchmark set: ``edgeroute/bench/data/items.jsonl`` (deterministic, seed 20261122).
+"""edgeroute's own task families (deterministic, seed 20261122), part of the corpus ``tools/make_corpus.py`` builds
+into ``edgeroute/bench/data/items.jsonl``.
 
 Families whose answers can be computed are generated (arithmetic, unit conversions, calendar, logic, letters,
 sequences); the factual ones are curated by hand below (capitals, element symbols, authors, antonyms, multiple-choice
 science). Every item: ``id``, ``family``, ``question``, ``answers`` (accepted strings, first = canonical), ``split``, and for
 multiple choice ``choices`` (the options, in letter order).
-Splits are by item (a hash of the question text): train 50 %, calibration 20 %, test 30 %, except the held-out families, whose
-items are all ``heldout-families`` and are never trained or calibrated on. The generated families also get
-``EXTRA_TRAIN`` further items, all in ``train`` (ids ``family-xNNNN``), for the probes.
+The corpus re-splits every item (``make_corpus.split_of``) and leaves out the ``EXTRA_TRAIN`` items; ``build()``
+still makes them on request (``extra=True``: further items of the generated families, ids ``family-xNNNN``).
 
-    python tools/make_bench_data.py            # rewrites edgeroute/bench/data/items.jsonl and prints the sizes
+    python tools/make_bench_data.py            # runs make_corpus.py (rewrites items.jsonl, prints the sizes)
 """
 
 from __future__ import annotations
@@ -356,7 +356,8 @@ def sequences(rng: random.Random) -> list[tuple[str, list[str]]]:
     return out
 
 
-def build() -> list[dict[str, object]]:
+def build(extra: bool = True) -> list[dict[str, object]]:
+    """The edgeroute families' items; ``extra=False`` leaves out the ``EXTRA_TRAIN`` items."""
     rng = random.Random(SEED)
     families: dict[str, list[tuple[str, list[str]]]] = {
         "arithmetic": arithmetic(rng),
@@ -382,7 +383,7 @@ def build() -> list[dict[str, object]]:
                   "letters": letters, "calendar": calendar_items}
     seen = {q for pairs in families.values() for q, _ in pairs}
     extra: dict[str, list[tuple[str, list[str]]]] = {}
-    for family, quota in EXTRA_TRAIN.items():
+    for family, quota in (EXTRA_TRAIN if extra else {}).items():
         got: list[tuple[str, list[str]]] = []
         for round_ in range(1, 200):
             for q, a in generators[family](random.Random(SEED + 1000 * round_)):
@@ -410,17 +411,10 @@ def build() -> list[dict[str, object]]:
 
 
 def main() -> int:
-    items = build()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with OUT.open("w", encoding="utf-8") as f:
-        for item in items:
-            f.write(json.dumps(item, ensure_ascii=False) + "\n")
-    by_family = Counter(i["family"] for i in items)
-    by_split = Counter(i["split"] for i in items)
-    print(f"{len(items)} items -> {OUT}")
-    print("families:", dict(sorted(by_family.items())))
-    print("splits:", dict(sorted(by_split.items())))
-    return 0
+    """The corpus is built by ``make_corpus.py`` (these families and the public ones); this runs it."""
+    import make_corpus
+
+    return make_corpus.main()
 
 
 if __name__ == "__main__":
