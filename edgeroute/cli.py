@@ -148,6 +148,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.what == "policy":
         return _cmd_bench_policy(args)
+    if args.what == "transfer":
+        return _cmd_bench_transfer(args)
 
     from .bench.api import run_bench
     from .bench.report import markdown, public
@@ -165,6 +167,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(markdown(public(report), f"edgeroute bench ({report['split']})"))
         if report.get("plots"):
             print("plots: " + ", ".join(report["plots"]))
+    return 0
+
+
+def _cmd_bench_transfer(args: argparse.Namespace) -> int:
+    from .bench.judgement import markdown, transfer_report
+    from .bench.runner import RunParams
+
+    report = transfer_report(data=args.data, model=args.model, params=RunParams(max_tokens=args.max_tokens),
+                             epsilon=args.epsilon, progress=None if args.quiet else sys.stderr)
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
 
 
@@ -226,6 +238,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         delta=args.delta,
         target_cloud_rate=args.target_cloud_rate,
+        mode=args.mode,
         params=RunParams(max_tokens=args.max_tokens),
         save=not args.dry_run,
         out=args.out,
@@ -241,14 +254,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         "mode": cal.mode,
         "empirical_risk": cal.empirical_risk,
         "risk_upper_bound": cal.risk_upper_bound,
+        "covers": cal.covers,
         "saved": str(path) if path else None,
     }
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"threshold {cal.threshold:.2f} · {cal.describe()}")
-        print(f"expected cloud rate {cal.expected_cloud_rate:.2f} · wrong local answers on these data "
+        what = "wrong among accepted answers" if cal.mode == "selective" else "wrong local answers"
+        print(f"expected cloud rate {cal.expected_cloud_rate:.2f} · {what} on these data "
               f"{cal.empirical_risk:.3f}" + (f" (upper bound {cal.risk_upper_bound:.3f})" if cal.risk_upper_bound else ""))
+        if cal.covers:
+            print(f"covers: {cal.covers}")
         if path is None:
             print("not saved (--dry-run)")
         else:
@@ -322,8 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
-    bench.add_argument("what", nargs="?", choices=("report", "policy"), default="report",
-                       help="report (default): signals and deferral curves; policy: replay the routing policies")
+    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer"), default="report",
+                       help="report (default): signals and deferral curves; policy: replay the routing policies; "
+                            "transfer: the judgement on families and sources it was not trained on (LOFO, LOSO, "
+                            "held-out families, risk-coverage)")
+    bench.add_argument("--epsilon", type=float, default=0.1,
+                       help="transfer: the accepted-answer error for risk-coverage (default 0.1)")
     bench.add_argument("--split", help="train | calibration | test | heldout-families | all "
                                        "(default: test for the report, all for policy)")
     bench.add_argument("--data", help="your own JSONL (id, family, question, answers[, split])")
@@ -364,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="choose the threshold with a statistical guarantee and save it")
     cal.add_argument("--data", help="your own JSONL (default: the shipped calibration split)")
     cal.add_argument("--model", help="GGUF path (default: the default model)")
-    cal.add_argument("--epsilon", type=float, default=0.1, help="max share of queries with a wrong local answer")
+    cal.add_argument("--epsilon", type=float, default=0.1,
+                     help="max share of wrong answers among the accepted ones (--mode risk: among all queries)")
+    cal.add_argument("--mode", choices=("selective", "risk"), default="selective",
+                     help="selective (default): bound the error of accepted answers; risk: of all queries")
     cal.add_argument("--delta", type=float, default=0.05, help="allowed probability that the bound fails")
     cal.add_argument("--target-cloud-rate", type=float, help="instead: send about this share to the cloud")
     cal.add_argument("--max-tokens", type=int, default=64, help="longest local answer, tokens (default 64)")

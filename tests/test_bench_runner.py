@@ -171,3 +171,32 @@ def test_changing_the_model_file_invalidates_the_cache(tmp_path, real_model):
     run_local(items, model, RunParams(max_tokens=4), progress=None, on_generate=generated.append)
     model.close()
     assert len(generated) == 4
+
+
+@pytest.mark.slow
+def test_bench_transfer_reports_lofo_loso_heldout_and_risk_coverage(tmp_path):
+    """On a small corpus with real answers: the shipped estimator refitted per left-out family and source, the
+    shipped confidence per split, and coverage beside the oracle's and the training-free signal's."""
+    from edgeroute.bench.datasets import load_items
+
+    pick = {"arithmetic": "train", "capitals": "train", "eq-capital": "train", "boolq": "train",
+            "svamp": "heldout-families"}
+    items = []
+    for fam, split in pick.items():
+        items += [i for i in load_items() if i["family"] == fam and i["split"] in (split, "test")][:8]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    proc = run_cli("bench", "transfer", "--data", str(path), "--json", "--quiet", "--epsilon", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["rows"] == len(items) and d["confidence"] == "combined_confidence" and d["spec"]["blocks"] is not None
+    sources = {i["source"] for i in items if i["split"] == "train"}
+    assert set(d["loso"]["per_group"]) == sources and len(d["lofo"]["per_group"]) == 4
+    assert {"test", "heldout-families"} <= set(d["splits"])
+    held = d["splits"]["heldout-families"]
+    assert set(held["per_family"]) == {"svamp"} and held["n"] == 8
+    rc = held["risk_coverage"]
+    assert rc["epsilon"] == 0.2 and 0 <= rc["confidence"] <= rc["oracle"] <= 1 and rc["always_cloud"] == 0.0
+    assert "at_threshold" in held and 0 <= held["at_threshold"]["coverage"] <= 1
+    md = run_cli("bench", "transfer", "--data", str(path), "--quiet").stdout
+    assert md.startswith("# edgeroute bench transfer") and "| source (LOSO) | AUROC |" in md

@@ -1,4 +1,4 @@
-"""The ONNX probes: export equals the training-time model, bad files are refused, the Router uses and skips."""
+"""The ONNX probes: export equals the training-time estimator, bad files are refused, the Router uses and skips."""
 
 from __future__ import annotations
 
@@ -12,83 +12,120 @@ import numpy as np
 import pytest
 
 from edgeroute import PerplexitySignal, Router
-from edgeroute.signals.probe import HIDDEN_BLOCKS, PregenProbe, ProbeSignal, feature_vector, layout
+from edgeroute.bench.transfer import Dataset, Spec, fit, linear
+from edgeroute.signals import evaluate
+from edgeroute.signals.probe import SCALAR_FEATURES, PregenProbe, ProbeSignal, feature_row, scalar_values
 from edgeroute.signals.query import QUERY_FEATURES, query_features
 from edgeroute.testing import MockCloud, MockLocalModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import train_probe as tp  # noqa: E402  (the training tool: its fit, logit and export functions)
+import train_probe as tp  # noqa: E402  (the training tool: its export and row functions)
 
 N_EMBD = 8
 MOCK_SHA = MockLocalModel().fingerprint
 LAYER = MockLocalModel.hidden_layer
-MOCK = {"model_sha256": MOCK_SHA, "n_embd": N_EMBD, "hidden_layer": LAYER}  # what model_identity(mock) gives
+MOCK = {"model_sha256": MOCK_SHA, "n_embd": N_EMBD, "hidden_layers": MockLocalModel.hidden_layers,
+        "hidden_layer": LAYER}  # what model_identity(mock) gives
 
 
-def train_and_export(tmp_path: Path, kind: str, spec: dict, *, sha: str = MOCK_SHA, n_embd: int = N_EMBD,
-                     skip: float = 0.5, tau: float = 1e9, layer: int = LAYER) -> tuple[Path, dict]:
-    """Fit a probe with the tool's own code on synthetic rows and export it exactly as the tool does; return the
-    file and what the tool's numpy functions say it computes."""
+def synthetic(n: int = 240, blocks: tuple[str, ...] = ("prompt@0", "answer_mean@0", "answer_mean@1")) -> Dataset:
     rng = np.random.default_rng(0)
-    d = sum(w if isinstance(w, int) else len(w) for _, w in layout(kind, n_embd, layer))
-    x = rng.standard_normal((200, d))
-    y = (x[:, 0] + 0.5 * rng.standard_normal(200) > 0).astype(float)
-    mean, scale = x.mean(0), x.std(0) + 1e-6
-    z = (x - mean) / scale
-    model = tp.fit(spec, z, y)
-    centroids = np.stack([z[:100, :n_embd].mean(0), z[100:, :n_embd].mean(0)])
-    fallback = None
-    if kind == "post":
-        wf = np.zeros(d)
-        wf[int(np.argmax(tp.columns(kind, n_embd, layer, ("perplexity",))))] = -0.7  # the mean-NLL column
-        fallback = (wf, 0.2)
-    meta = {"kind": kind, "model_sha256": sha, "feature_layout": json.dumps(layout(kind, n_embd, layer)),
-            "version": "2",
-            "trained_on": "synthetic", "model_type": json.dumps(spec), "validation_auroc": "0.9",
-            "skip_threshold": str(skip)}
-    path = tmp_path / f"{kind}-{spec['type']}-{tau:g}.onnx"
-    tp.export(path, kind, spec, model, mean, scale, n_embd, centroids, tau, fallback, meta)
-    ref = {"spec": spec, "model": model, "mean": mean, "scale": scale, "centroids": centroids, "tau": tau,
-           "fallback": fallback}
-    return path, ref
+    scalars = rng.standard_normal((n, len(SCALAR_FEATURES)))
+    vectors = {b: rng.standard_normal((n, N_EMBD)).astype(np.float32) for b in blocks}
+    y = (scalars[:, 0] + vectors[blocks[1]][:, 0] + 0.5 * rng.standard_normal(n) > 0).astype(float)
+    fam = np.array([f"f{i % 4}" for i in range(n)])
+    return Dataset(np.array([f"i{i}" for i in range(n)]), fam, np.array([f"s{i % 2}" for i in range(n)]),
+                   np.array(["train"] * n), y, scalars, vectors, np.zeros(n, dtype=np.int64))
 
 
-def expected(ref: dict, row: np.ndarray, n_embd: int = N_EMBD) -> dict[str, float]:
-    z = ((row.astype(np.float64) - ref["mean"]) / ref["scale"])[None, :]
-    probe = float(tp.sigmoid(tp.logit(ref["spec"], ref["model"], z))[0])
-    nov = float(tp.novelty(z[:, :n_embd], ref["centroids"])[0])
-    out = {"probe": probe, "novelty": nov}
-    if ref["fallback"] is not None:
-        fb = float(tp.sigmoid(z @ ref["fallback"][0] + ref["fallback"][1])[0])
-        out["combined"] = probe if nov < ref["tau"] else fb
-    return out
+def train_and_export(tmp_path: Path, kind: str, spec: Spec, *, sha: str = MOCK_SHA, n_embd: int = N_EMBD,
+                     skip: float = 0.5, tau: float | None = None, layout: list | None = None,
+                     rewrite: dict | None = None) -> tuple[Path, object, list]:
+    """Fit ``spec`` on synthetic rows with the estimator's own code and export it exactly as the tool does; return
+    the file, the fitted estimator and its layout."""
+    data = synthetic()
+    fitted = fit(spec, data)
+    if tau is not None:
+        fitted.tau = tau
+    if kind == "pre":
+        fitted.fallback = None
+    if layout is None:
+        layout = ([[spec.novelty_block, n_embd]] + [[b, n_embd] for b in spec.blocks if b != spec.novelty_block]
+                  + [["features", list(spec.scalars)]])
+    meta = {"model_sha256": sha, "trained_on": "synthetic", "model_type": json.dumps({"type": "transfer-logistic",
+                                                                                      **spec.to_dict()}),
+            "validation_auroc": "0.9", "skip_threshold": str(skip), "gate": spec.gate}
+    path = tmp_path / f"{kind}-{len(spec.blocks)}-{spec.gate}-{tau}.onnx"
+    tp.export(path, kind, linear(fitted, layout), layout, meta)
+    if rewrite:  # metadata fields rewritten after export (an older, newer or foreign file)
+        import onnx
+
+        m = onnx.load(str(path))
+        for prop in m.metadata_props:
+            if prop.key in rewrite:
+                prop.value = rewrite[prop.key]
+        onnx.save(m, str(path))
+    return path, fitted, layout
 
 
-@pytest.mark.parametrize("tau", [1e9, 0.0])  # every prompt familiar / every prompt novel
-@pytest.mark.parametrize("spec", [{"type": "logistic", "l2": 10.0}, {"type": "mlp", "hidden": 6, "wd": 1e-3, "epochs": 50}])
-def test_onnx_outputs_equal_the_training_time_model(tmp_path, spec, tau):
-    path, ref = train_and_export(tmp_path, "post", spec, tau=tau)
+SPECS = [Spec(blocks=("answer_mean@0",), pcs=4, l2=1.0, novelty_block="prompt@0"),
+         Spec(blocks=("answer_mean@1", "answer_mean@0"), pcs=3, l2=1.0, hidden=5, novelty_block="prompt@0"),
+         Spec(blocks=("answer_mean@0", "answer_mean@1"), pcs=3, l2=10.0, gate="novelty", novelty_block="prompt@0"),
+         Spec(blocks=(), l2=1.0, gate="novelty", novelty_block="prompt@0")]
+
+
+@pytest.mark.parametrize("tau", [None, 0.0])  # as fitted / every prompt novel
+@pytest.mark.parametrize("spec", SPECS, ids=["one-block", "mlp", "two-blocks-gated", "scalars-gated"])
+def test_onnx_outputs_equal_the_training_time_estimator(tmp_path, spec, tau):
+    path, fitted, layout = train_and_export(tmp_path, "post", spec, tau=tau)
     signal = ProbeSignal(path, **MOCK)
     assert signal.available, signal.error
+    data = synthetic()
+    x = tp.rows(data, layout)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"features": x})))
+    ref = fitted.predict(data)
+    np.testing.assert_allclose(outs["probe"][:, 0], ref["probe"], atol=2e-5)
+    np.testing.assert_allclose(outs["combined"][:, 0], ref["combined"], atol=2e-5)
+    if spec.gate == "novelty":
+        np.testing.assert_allclose(outs["novelty"][:, 0], ref["novelty"], rtol=1e-4)
+        np.testing.assert_allclose(ref["combined"], np.where(ref["novelty"] < fitted.tau, ref["probe"],
+                                                             ref["fallback"]))
+        if tau == 0.0:  # every prompt is novel: the fallback decides everywhere
+            np.testing.assert_allclose(outs["combined"][:, 0], ref["fallback"], atol=2e-5)
+        else:
+            assert (ref["novelty"] < fitted.tau).mean() > 0.9  # the training rows are familiar
+
+
+def test_the_probe_signal_scores_a_live_generation_like_the_estimator(tmp_path):
+    spec = SPECS[2]
+    path, fitted, layout = train_and_export(tmp_path, "post", spec)
+    signal = ProbeSignal(path, **MOCK)
     local = MockLocalModel(n_embd=N_EMBD)
     local.enqueue("Paris is it", logprobs=[-0.1, -0.4, -0.2], entropies=[0.3, 0.9, 0.5])
     msgs = [{"role": "user", "content": "What is the capital of France?"}]
     gen = local.generate(msgs, max_tokens=8)
-    out = signal.compute(gen, msgs)
-    from edgeroute.signals.perplexity import features
-
-    hidden = [getattr(gen, name) for name in HIDDEN_BLOCKS]
-    assert len(hidden) == 3 and all(h.shape == (N_EMBD,) for h in hidden)
-    want = expected(ref, feature_vector("post", hidden, features(gen), query_features(msgs))[0])
-    assert out["probe_confidence"] == pytest.approx(want["probe"], abs=1e-5)
-    assert out["probe_novelty"] == pytest.approx(want["novelty"], rel=1e-4)
-    assert out["combined_confidence"] == pytest.approx(want["combined"], abs=1e-5)
-    assert (out["combined_confidence"] == out["probe_confidence"]) == (tau > 1)
+    values = evaluate([signal], gen, msgs)
+    scal = scalar_values(gen, msgs)
+    assert set(SCALAR_FEATURES) <= set(scal)
+    row = feature_row(layout, {**scal, **gen.hidden})
+    one = Dataset(np.array(["x"]), np.array(["f"]), np.array(["s"]), np.array(["test"]), np.array([1.0]),
+                  np.array([[scal[f] for f in SCALAR_FEATURES]]), {b: gen.hidden[b][None, :] for b in gen.hidden},
+                  np.zeros(1, dtype=np.int64))
+    want = fitted.predict(one)
+    assert row is not None and row.shape == (1, sum(w if isinstance(w, int) else len(w) for _, w in layout))
+    assert values["probe_confidence"] == pytest.approx(float(want["probe"][0]), abs=1e-5)
+    assert values["combined_confidence"] == pytest.approx(float(want["combined"][0]), abs=1e-5)
+    assert values["probe_novelty"] == pytest.approx(float(want["novelty"][0]), rel=1e-4)
+    ungated, _, _ = train_and_export(tmp_path, "post", SPECS[0])
+    assert "probe_novelty" not in evaluate([ProbeSignal(ungated, **MOCK)], gen, msgs)
 
 
 def test_router_uses_the_probe_as_its_confidence(tmp_path):
-    path, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0})
+    path, _, _ = train_and_export(tmp_path, "post", SPECS[0])
     local = MockLocalModel(n_embd=N_EMBD)
     router = Router(local_model=local, local_only=True, trace=False,
                     signals=[PerplexitySignal(), ProbeSignal(path, **MOCK)])
@@ -113,23 +150,33 @@ def test_corrupt_probe_file_is_refused_once_and_perplexity_carries_on(tmp_path):
 
 
 def test_probe_for_another_model_or_layout_is_refused(tmp_path):
-    path, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0}, sha="f" * 64)
+    spec = SPECS[0]
+    path, _, _ = train_and_export(tmp_path, "post", spec, sha="f" * 64)
     with pytest.warns(RuntimeWarning, match="trained for another model"):
         assert not ProbeSignal(path, **MOCK).available
-    path2, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0}, tau=5.0)  # for this model
-    with pytest.warns(RuntimeWarning, match="another feature layout"):
+    path2, _, _ = train_and_export(tmp_path, "post", spec, tau=5.0)  # for this model
+    with pytest.warns(RuntimeWarning, match="8-wide hidden states"):
         assert not ProbeSignal(path2, **{**MOCK, "n_embd": N_EMBD + 1}).available
-    other_block, _ = train_and_export(tmp_path, "post", {"type": "logistic", "l2": 10.0}, tau=6.0, layer=LAYER + 5)
-    with pytest.warns(RuntimeWarning, match=f"hidden states from block {LAYER}"):
-        assert not ProbeSignal(other_block, **MOCK).available
-    assert ProbeSignal(other_block, **{**MOCK, "hidden_layer": LAYER + 5}).available
-    pre, _ = train_and_export(tmp_path, "pre", {"type": "logistic", "l2": 10.0})
+    with pytest.warns(RuntimeWarning, match="hidden states from block 0, which this engine does not capture"):
+        assert not ProbeSignal(path2, **{**MOCK, "hidden_layers": (1, 2)}).available
+    foreign = [["prompt@0", N_EMBD], ["answer_mean@0", N_EMBD], ["features", ["no_such_feature"] * len(spec.scalars)]]
+    unknown, _, _ = train_and_export(tmp_path, "post", spec, tau=6.0, rewrite={"feature_layout": json.dumps(foreign)})
+    with pytest.warns(RuntimeWarning, match="features this version does not compute"):
+        assert not ProbeSignal(unknown, **MOCK).available
+    old, _, _ = train_and_export(tmp_path, "post", spec, tau=7.0, rewrite={"version": "2"})
+    with pytest.warns(RuntimeWarning, match="layout version '2'"):
+        assert not ProbeSignal(old, **MOCK).available
+    pre, _, _ = train_and_export(tmp_path, "pre", PRE_SPEC)
     with pytest.warns(RuntimeWarning, match="is a 'pre' probe"):
         assert not ProbeSignal(pre, **MOCK).available
 
 
-def make_pregen_router(tmp_path, threshold, tau=1e9, **kw):
-    pre, _ = train_and_export(tmp_path, "pre", {"type": "logistic", "l2": 10.0}, skip=threshold, tau=tau)
+PRE_SPEC = Spec(scalars=QUERY_FEATURES, blocks=("prompt@0",), pcs=3, l2=10.0, gate="novelty",
+                novelty_block="prompt@0")
+
+
+def make_pregen_router(tmp_path, threshold, tau=1e9, **kw):  # tau 1e9: no prompt is novel
+    pre, _, _ = train_and_export(tmp_path, "pre", PRE_SPEC, skip=threshold, tau=tau)
     local, cloud = MockLocalModel(n_embd=N_EMBD), MockCloud()
     router = Router(local_model=local, cloud=cloud, trace=False, **kw)
     router.pregen = PregenProbe(pre, **MOCK)
@@ -186,7 +233,7 @@ def test_shipped_probes_load_from_an_installed_wheel(tmp_path, real_model):
         "import edgeroute, json\n"
         "from edgeroute.signals.probe import ProbeSignal, PregenProbe\n"
         f"ident = dict(model_sha256={real_model.fingerprint!r}, n_embd={real_model.n_embd}, "
-        f"hidden_layer={real_model.hidden_layer})\n"
+        f"hidden_layers={tuple(real_model.hidden_layers)!r}, hidden_layer={real_model.hidden_layer})\n"
         "p = ProbeSignal(**ident)\n"
         "q = PregenProbe(**ident)\n"
         "from edgeroute.local.selfref import SelfRefAdapter\n"

@@ -1,255 +1,113 @@
-"""Train the hidden-state probes of a local model and export them to ONNX (``models/probe.onnx``, ``pregen.onnx``).
+"""Train the correctness probes of a local model, chosen by transfer, and export them to ONNX (``models/probe.onnx``,
+``models/pregen.onnx``).
 
-Features come from the evaluation harness's cached runs (``run_local(need_hidden=True)``: the hidden states of the
-engine's ``hidden_layer`` block at the end of the prompt, at the end of the answer and averaged over the answer, the
-perplexity features, the query features), labels from its grader. Only the ``train`` split is trained on. Models
-are picked by 5-fold cross-validated AUROC on it (folds by item hash): L2 logistic regression at two strengths or a
-one-hidden-layer MLP (numpy, Adam, fixed seed), each on several subsets of the feature blocks (``BLOCK_SETS``).
+Features come from the evaluation harness's cached runs (``run_local(need_hidden=True)``: every captured block's
+hidden states, the decode's token evidence), computed by the Router's own code (``signals.probe.scalar_values``);
+labels from the grader. Only the ``train`` split is fitted and selected on: 60 % of the items of every family that
+is not held out. The ``heldout-families`` (whole families, from sources that appear nowhere else) are never trained,
+selected or calibrated on, and ``test`` / ``calibration`` are only scored.
 
-Which block: ``capture.default_layer`` (19 of SmolLM2-135M's 30, 0-based) was chosen the same way, on the train split
-only, by ``tools/scan_layers.py`` (block states read with transformers from the same GGUF): answer-averaged states of
-blocks 9-22 reach 0.926-0.937 cross-validated AUROC, block 19 0.936, the final post-norm layer 0.920. Then:
+Selection (``edgeroute.bench.transfer.select``), by leave-one-source-out (LOSO) AUROC on train (the average of the
+mean per-source AUROC and the pooled one), in three rounds:
 
-- ``probe.onnx``: ``probe``, the chosen in-distribution model;
-  ``novelty``, the distance of the prompt's hidden state to the nearest training family's centroid; and
-  ``combined``: the probe where the prompt looks like the training families (novelty below the 99th percentile of
-  the training items' own), else a fallback chosen by leave-one-family-out AUROC on train (a probe learns the
-  families it saw; on an unseen family it has little to say, so a family-agnostic score takes over);
-- ``pregen.onnx``: the same selection on [prompt hidden, query] -> P(correct) before generating (1.0 for novel
-  prompts: never skip what the probe does not know), with the skip threshold chosen on the ``calibration`` split so
-  that at most ``--max-skip-correct`` of the locally-correct answers would be skipped.
+1. which hidden-state blocks (none; answer means of one, two or four blocks; the prompt state), how many principal
+   components per block, and the L2 strength of the logistic regression;
+2. with the best of round 1: a novelty gate with a training-free fallback or none, training on every family or
+   without the multiple-choice families at chance, and a one-hidden-layer MLP (16 units) instead of the logistic;
+3. the pre-generation probe (prompt state and query features): components and L2, always gated (never skip a
+   novel prompt); its skip threshold is chosen on ``calibration`` so that at most ``--max-skip-correct`` of the
+   locally-correct answers would be skipped.
 
-Prints validation and test / heldout-families AUROCs, checks that onnxruntime reproduces the numpy outputs, and
-times one ONNX inference.
+Prints every candidate's LOSO figures, the chosen model's LOFO / LOSO per family and source, the best
+training-free signal's, the ``test`` and ``heldout-families`` AUROCs, checks that onnxruntime reproduces the numpy
+outputs and times one ONNX inference.
 
     python tools/train_probe.py                       # default model -> models/probe.onnx, models/pregen.onnx
-    python tools/train_probe.py --out-dir /tmp/probes
+    python tools/train_probe.py --out-dir /tmp/probes --report /tmp/probes/train.json
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from _fitting import fit_logistic as _fit_logistic
-from _fitting import sigmoid
 from edgeroute.bench.datasets import load_items
-from edgeroute.bench.grading import grade
 from edgeroute.bench.metrics import auroc
-from edgeroute.bench.runner import RunParams, decode_vector, run_local
-from edgeroute.local.llama import LlamaCppModel
+from edgeroute.bench.runner import RunParams, run_local
+from edgeroute.bench.transfer import (
+    Dataset,
+    Fitted,
+    Spec,
+    at_chance_families,
+    build_dataset,
+    cross_validate,
+    export_layout,
+    fit,
+    linear,
+    select,
+    sigmoid,
+    single_signal_cv,
+)
 from edgeroute.signals.perplexity import FEATURES as PPL
-from edgeroute.signals.perplexity import PerplexitySignal
-from edgeroute.signals.probe import LAYOUT_VERSION, layout
-from edgeroute.signals.query import query_features
-
-SEED = 20261122
-
-
-# --- data ------------------------------------------------------------------------------------------------------------
-def collect(model: LlamaCppModel, max_tokens: int) -> dict[str, dict[str, np.ndarray]]:
-    items = load_items()
-    records, _ = run_local(items, model, RunParams(max_tokens=max_tokens), need_hidden=True)
-    ppl_map = PerplexitySignal().mapping
-    out: dict[str, dict[str, list[Any]]] = {}
-    for item, r in zip(items, records):
-        ph, ah, am = (decode_vector(r.get(k)) for k in ("prompt_hidden", "answer_hidden", "answer_hidden_mean"))
-        sig = r["signals"]
-        if ph is None or ah is None or am is None or not all(f in sig for f in PPL):
-            continue  # no scored token: the Router escalates those anyway
-        d = out.setdefault(item["split"], {k: [] for k in ("ph", "ah", "am", "ppl", "q", "y", "id", "ppl_conf")})
-        messages = [{"role": "user", "content": item["question"]}]
-        d["ph"].append(ph)
-        d["ah"].append(ah)
-        d["am"].append(am)
-        d["ppl"].append([sig[f] for f in PPL])
-        d["q"].append(query_features(messages))
-        d["y"].append(grade(r["text"], item))
-        d["id"].append(item["id"])
-        d["ppl_conf"].append(ppl_map([sig[f] for f in PPL]))
-    return {s: {k: np.asarray(v) for k, v in d.items()} for s, d in out.items()}
-
-
-def matrix(d: dict[str, np.ndarray], kind: str) -> np.ndarray:
-    """Rows in ``layout(kind)`` order."""
-    parts = [d["ph"]] + ([d["ah"], d["am"], d["ppl"]] if kind == "post" else []) + [d["q"]]
-    return np.hstack(parts).astype(np.float64)
-
-
-# --- models ----------------------------------------------------------------------------------------------------------
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 60) -> tuple[np.ndarray, float]:
-    return _fit_logistic(x, y, l2, iters=iters, tol=1e-7)
-
-
-def fit_mlp(x: np.ndarray, y: np.ndarray, hidden: int, wd: float, epochs: int, seed: int) -> dict[str, np.ndarray]:
-    """One hidden ReLU layer, full-batch Adam on the logistic loss with weight decay (fixed seed)."""
-    rng = np.random.default_rng(seed)
-    d = x.shape[1]
-    params = {"w1": rng.normal(0, 1 / np.sqrt(d), (d, hidden)), "b1": np.zeros(hidden),
-              "w2": rng.normal(0, 1 / np.sqrt(hidden), (hidden, 1)), "b2": np.zeros(1)}
-    m = {k: np.zeros_like(v) for k, v in params.items()}
-    v = {k: np.zeros_like(v_) for k, v_ in params.items()}
-    lr, b1, b2, eps = 3e-3, 0.9, 0.999, 1e-8
-    for t in range(1, epochs + 1):
-        h_pre = x @ params["w1"] + params["b1"]
-        h = np.maximum(h_pre, 0)
-        p = sigmoid((h @ params["w2"] + params["b2"])[:, 0])
-        g_out = ((p - y) / len(y))[:, None]
-        grads = {"w2": h.T @ g_out + wd * params["w2"], "b2": g_out.sum(0)}
-        g_h = (g_out @ params["w2"].T) * (h_pre > 0)
-        grads["w1"] = x.T @ g_h + wd * params["w1"]
-        grads["b1"] = g_h.sum(0)
-        for k in params:
-            m[k] = b1 * m[k] + (1 - b1) * grads[k]
-            v[k] = b2 * v[k] + (1 - b2) * grads[k] ** 2
-            params[k] -= lr * (m[k] / (1 - b1**t)) / (np.sqrt(v[k] / (1 - b2**t)) + eps)
-    return params
-
-
-def mlp_logit(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return (np.maximum(x @ params["w1"] + params["b1"], 0) @ params["w2"] + params["b2"])[:, 0]
-
-
-CANDIDATES: list[dict[str, Any]] = [{"type": "logistic", "l2": l2} for l2 in (100.0, 1000.0)] + [
-    {"type": "mlp", "hidden": 32, "wd": wd, "epochs": 400} for wd in (1e-3, 1e-2)
-]
-#: Feature blocks the in-distribution probe may use, per kind (names as in ``layout``, without the ``@layer``).
-BLOCK_SETS = {"post": [("prompt_hidden", "answer_hidden", "answer_hidden_mean", "perplexity", "query"),
-                       ("answer_hidden", "answer_hidden_mean", "perplexity", "query"),
-                       ("prompt_hidden", "answer_hidden_mean", "perplexity", "query"),
-                       ("answer_hidden_mean", "perplexity", "query"),
-                       ("answer_hidden", "perplexity", "query")],
-              "pre": [("prompt_hidden", "query")]}
-FOLDS = 5
-#: Family-agnostic fallbacks for novel prompts: (name, perplexity columns used).
-FALLBACKS = [("perplexity", (0, 1, 2, 3)), ("mean_nll", (0,))]
-
-
-def fit(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> Any:
-    if spec["type"] == "logistic":
-        return fit_logistic(x, y, spec["l2"])
-    return fit_mlp(x, y, spec["hidden"], spec["wd"], spec["epochs"], SEED)
-
-
-def logit(spec: dict[str, Any], model: Any, x: np.ndarray) -> np.ndarray:
-    if spec["type"] == "logistic":
-        w, b = model
-        return x @ w + b
-    return mlp_logit(model, x)
-
-
-def columns(kind: str, n_embd: int, layer: int, blocks: tuple[str, ...]) -> np.ndarray:
-    """Boolean mask over the ``layout(kind)`` vector selecting ``blocks``."""
-    mask = []
-    for name, width in layout(kind, n_embd, layer):
-        mask += [name.split("@")[0] in blocks] * (width if isinstance(width, int) else len(width))
-    return np.array(mask)
-
-
-def select(kind: str, n_embd: int, layer: int, z: np.ndarray, y: np.ndarray,
-           fold: np.ndarray) -> tuple[dict[str, Any], list]:
-    """The in-distribution model with the best cross-validated AUROC (out-of-fold scores pooled over ``FOLDS``
-    folds) over ``BLOCK_SETS`` x ``CANDIDATES``."""
-    results = []
-    for blocks in BLOCK_SETS[kind]:
-        zc = np.where(columns(kind, n_embd, layer, blocks), z, 0.0)
-        for spec in CANDIDATES:
-            oof = np.zeros(len(y))
-            for f in range(FOLDS):
-                held = fold == f
-                oof[held] = logit(spec, fit(spec, zc[~held], y[~held]), zc[held])
-            results.append({**spec, "blocks": list(blocks), "cv_auroc": auroc(oof, y)})
-            print(f"  {kind} {spec} {blocks}: cv AUROC {results[-1]['cv_auroc']:.4f}", file=sys.stderr, flush=True)
-    best = max(results, key=lambda r: r["cv_auroc"])
-    return {k: v for k, v in best.items() if k != "cv_auroc"}, results
-
-
-def lofo_auroc(x: np.ndarray, y: np.ndarray, fams: np.ndarray) -> float:
-    """Mean within-family AUROC of a logistic fitted on the other families (leave one family out)."""
-    scores = []
-    for f in np.unique(fams):
-        m = fams == f
-        mean, scale = x[~m].mean(0), x[~m].std(0) + 1e-6
-        w, b = fit_logistic((x[~m] - mean) / scale, y[~m], 1.0)
-        a = auroc(((x[m] - mean) / scale) @ w + b, y[m])
-        if a is not None:
-            scores.append(a)
-    return float(np.mean(scores))
-
-
-def novelty(zph: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Euclidean distance to the nearest centroid, in standardized prompt-hidden space."""
-    d2 = (zph**2).sum(1)[:, None] - 2 * zph @ centroids.T + (centroids**2).sum(1)[None, :]
-    return np.sqrt(np.maximum(d2.min(1), 0.0))
-
-
-def lofo_novel_share(zph: np.ndarray, fams: np.ndarray) -> dict[str, float]:
-    """Per family: the share of its items the novelty test flags when the centroids and the 99th-percentile
-    threshold come from the other families only (how well an unseen family would be recognised as unseen)."""
-    out = {}
-    for f in np.unique(fams):
-        rest = fams != f
-        cents = np.stack([zph[fams == g].mean(0) for g in np.unique(fams[rest])])
-        tau = np.percentile(novelty(zph[rest], cents), 99)
-        out[str(f)] = float((novelty(zph[~rest], cents) >= tau).mean())
-    return out
+from edgeroute.signals.probe import LAYOUT_VERSION, SCALAR_FEATURES
+from edgeroute.signals.query import QUERY_FEATURES
+from edgeroute.signals.tokens import TOKEN_FEATURES
 
 
 # --- ONNX --------------------------------------------------------------------------------------------------------------
-def export(path: Path, kind: str, spec: dict[str, Any], model: Any, mean: np.ndarray, scale: np.ndarray,
-           n_embd: int, centroids: np.ndarray, tau: float, fallback: tuple[np.ndarray, float] | None,
-           meta: dict[str, str]) -> None:
-    """Graph: z = (x - mean) / scale; probe = sigmoid(model(z)) (unused columns have zero weights); novelty =
-    distance of z[:n_embd] to the nearest centroid; post: combined = probe if novelty < tau else sigmoid(z . wf + bf);
-    pre: pregen = probe if novelty < tau else 1."""
+def export(path: Path, kind: str, params: dict[str, Any], layout: list[list[Any]], meta: dict[str, str]) -> None:
+    """Graph: z = (x - mean) / scale; probe = sigmoid(z . w + b) (or an MLP's logit); novelty = distance of z's first block (``n_embd``
+    columns) to the nearest centroid; post: combined = probe if novelty < tau else sigmoid(z . wf + bf); pre:
+    pregen = probe if novelty < tau else 1. A ``tau`` of infinity (no gate) is stored as float32's largest value."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    d = len(mean)
     f32 = np.float32
     arr = numpy_helper.from_array
+    mean, scale, centroids = params["mean"], params["scale"], params["centroids"]
+    d, n_embd = len(mean), int(params["n_embd"])
+    tau = min(float(params["tau"]), float(np.finfo(f32).max))
     inits = [arr(mean.astype(f32), "mean"), arr((1 / scale).astype(f32), "inv"),
              arr(np.array([0], np.int64), "s0"), arr(np.array([n_embd], np.int64), "s1"),
              arr(np.array([1], np.int64), "ax"), arr(centroids.T.astype(f32), "ct"),
              arr((centroids**2).sum(1).astype(f32)[None, :], "c2"), arr(np.array([tau], f32), "tau"),
              arr(np.array([-2.0], f32), "m2"), arr(np.array([0.0], f32), "zero")]
-    nodes = [helper.make_node("Sub", ["features", "mean"], ["centred"]), helper.make_node("Mul", ["centred", "inv"], ["z"])]
-    if spec["type"] == "logistic":
-        w, b = model
-        inits += [arr(w.astype(f32).reshape(d, 1), "wp"), arr(np.array([b], f32), "bp")]
-        nodes += [helper.make_node("MatMul", ["z", "wp"], ["zp"]), helper.make_node("Add", ["zp", "bp"], ["probe_logit"])]
-    else:
-        inits += [arr(model[k].astype(f32), k) for k in ("w1", "b1", "w2", "b2")]
+    nodes = [helper.make_node("Sub", ["features", "mean"], ["centred"]),
+             helper.make_node("Mul", ["centred", "inv"], ["z"])]
+    if "w1" in params:  # one hidden ReLU layer
+        hidden = params["w1"].shape[1]
+        inits += [arr(params["w1"].astype(f32), "w1"), arr(params["b1"].astype(f32), "b1"),
+                  arr(params["w2"].astype(f32).reshape(hidden, 1), "w2"), arr(np.array([params["b2"]], f32), "b2")]
         nodes += [helper.make_node("MatMul", ["z", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h1"]),
                   helper.make_node("Relu", ["h1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["o0"]),
                   helper.make_node("Add", ["o0", "b2"], ["probe_logit"])]
-    nodes += [
-        helper.make_node("Sigmoid", ["probe_logit"], ["probe"]),
-        helper.make_node("Slice", ["z", "s0", "s1", "ax"], ["zph"]),
-        helper.make_node("Mul", ["zph", "zph"], ["zph2"]),
-        helper.make_node("ReduceSum", ["zph2", "ax"], ["x2"], keepdims=1),
-        helper.make_node("MatMul", ["zph", "ct"], ["xc"]),
-        helper.make_node("Mul", ["xc", "m2"], ["xc2"]),
-        helper.make_node("Add", ["x2", "xc2"], ["d0"]),
-        helper.make_node("Add", ["d0", "c2"], ["d1"]),
-        helper.make_node("ReduceMin", ["d1"], ["dmin"], axes=[1], keepdims=1),
-        helper.make_node("Max", ["dmin", "zero"], ["dpos"]),
-        helper.make_node("Sqrt", ["dpos"], ["novelty"]),
-        helper.make_node("Less", ["novelty", "tau"], ["familiar"]),
-    ]
+    else:
+        inits += [arr(params["w"].astype(f32).reshape(d, 1), "wp"), arr(np.array([params["b"]], f32), "bp")]
+        nodes += [helper.make_node("MatMul", ["z", "wp"], ["zp"]),
+                  helper.make_node("Add", ["zp", "bp"], ["probe_logit"])]
+    nodes += [helper.make_node("Sigmoid", ["probe_logit"], ["probe"]),
+             helper.make_node("Slice", ["z", "s0", "s1", "ax"], ["zph"]),
+             helper.make_node("Mul", ["zph", "zph"], ["zph2"]),
+             helper.make_node("ReduceSum", ["zph2", "ax"], ["x2"], keepdims=1),
+             helper.make_node("MatMul", ["zph", "ct"], ["xc"]),
+             helper.make_node("Mul", ["xc", "m2"], ["xc2"]),
+             helper.make_node("Add", ["x2", "xc2"], ["d0"]),
+             helper.make_node("Add", ["d0", "c2"], ["d1"]),
+             helper.make_node("ReduceMin", ["d1"], ["dmin"], axes=[1], keepdims=1),
+             helper.make_node("Max", ["dmin", "zero"], ["dpos"]),
+             helper.make_node("Sqrt", ["dpos"], ["novelty"]),
+             helper.make_node("Less", ["novelty", "tau"], ["familiar"])]
     outputs = [helper.make_tensor_value_info("probe", TensorProto.FLOAT, ["n", 1]),
                helper.make_tensor_value_info("novelty", TensorProto.FLOAT, ["n", 1])]
     if kind == "post":
-        assert fallback is not None
-        wf, bf = fallback
-        inits += [arr(wf.astype(f32).reshape(d, 1), "wf"), arr(np.array([bf], f32), "bf")]
+        inits += [arr(params["wf"].astype(f32).reshape(d, 1), "wf"), arr(np.array([params["bf"]], f32), "bf")]
         nodes += [helper.make_node("MatMul", ["z", "wf"], ["zf"]), helper.make_node("Add", ["zf", "bf"], ["fb_logit"]),
                   helper.make_node("Sigmoid", ["fb_logit"], ["fallback"]),
                   helper.make_node("Where", ["familiar", "probe", "fallback"], ["combined"])]
@@ -260,122 +118,185 @@ def export(path: Path, kind: str, spec: dict[str, Any], model: Any, mean: np.nda
         outputs.append(helper.make_tensor_value_info("pregen", TensorProto.FLOAT, ["n", 1]))
     graph = helper.make_graph(nodes, f"edgeroute_{kind}_probe",
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", d])], outputs, inits)
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgeroute")
-    onnx_model.ir_version = 8
-    for k, v in meta.items():
-        onnx_model.metadata_props.add(key=k, value=v)
-    onnx.checker.check_model(onnx_model)
-    path.write_bytes(onnx_model.SerializeToString())
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgeroute")
+    model.ir_version = 8
+    for k, v in {**meta, "feature_layout": json.dumps(layout), "version": str(LAYOUT_VERSION), "kind": kind}.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
 
 
-# --- main --------------------------------------------------------------------------------------------------------------
+def rows(data: Dataset, layout: list[list[Any]]) -> np.ndarray:
+    """The raw ONNX input rows of ``data`` for ``layout`` (float32)."""
+    parts = []
+    for name, width in layout:
+        if isinstance(width, int):
+            parts.append(data.vectors[name])
+        else:
+            parts.append(data.scalars[:, [SCALAR_FEATURES.index(f) for f in width]])
+    return np.hstack(parts).astype(np.float32)
+
+
+def check_onnx(path: Path, fitted: Fitted, data: Dataset, layout: list[list[Any]], kind: str) -> dict[str, Any]:
+    """Max |ONNX - numpy| per output on ``data``, and the ms per one-row inference."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    x = rows(data, layout)
+    outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"features": x})))
+    ref = fitted.predict(data)
+    if kind == "pre":
+        ref = {"probe": ref["probe"], "pregen": np.where(ref["novelty"] < fitted.tau, ref["probe"], 1.0)}
+    if fitted.spec.gate == "none" and kind == "post":
+        ref.pop("novelty")  # an ungated probe's graph distance is never read (ProbeSignal leaves it out)
+    diff = {k: float(np.abs(outs[k][:, 0] - ref[k]).max()) for k in ref if k in outs}
+    row = x[:1]
+    for _ in range(50):
+        sess.run(None, {"features": row})
+    t = time.perf_counter()
+    for _ in range(1000):
+        sess.run(None, {"features": row})
+    return {"onnx_max_abs_diff": diff, "onnx_ms_per_query": time.perf_counter() - t, "bytes": path.stat().st_size}
+
+
+# --- selection --------------------------------------------------------------------------------------------------------
+def post_candidates(layer: int, layers: tuple[int, ...]) -> list[Spec]:
+    am = [f"answer_mean@{l}" for l in layers]
+    block_sets = [(), (f"answer_mean@{layer}",), (am[0], f"answer_mean@{layer}"), tuple(am),
+                  (f"prompt@{layer}", f"answer_mean@{layer}")]
+    out = [Spec(blocks=(), l2=l2, novelty_block=f"prompt@{layer}") for l2 in (1.0, 10.0, 100.0)]
+    for blocks in block_sets[1:]:
+        for pcs in (8, 32):
+            for l2 in (10.0, 100.0, 1000.0):
+                out.append(Spec(blocks=blocks, pcs=pcs, l2=l2, novelty_block=f"prompt@{layer}"))
+    return out
+
+
+def auroc_on(fitted: Fitted, data: Dataset, key: str = "combined") -> Optional[float]:
+    return auroc(fitted.predict(data)[key], data.y) if len(data) else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="GGUF path (default: the default model)")
     ap.add_argument("--out-dir", default=str(Path(__file__).resolve().parents[1] / "models"))
+    ap.add_argument("--report", default=None, help="also write the JSON report here")
     ap.add_argument("--max-tokens", type=int, default=RunParams().max_tokens)
     ap.add_argument("--max-skip-correct", type=float, default=0.05,
                     help="pre-generation threshold: at most this share of locally-correct answers skipped")
+    ap.add_argument("--quick", action="store_true", help="a small candidate grid (for tests)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train on the answers already cached (a generation still running); generates nothing")
+    ap.add_argument("--data", default=None, help="a corpus JSONL in the shipped format (default: the shipped one)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    model = LlamaCppModel(args.model)
-    n_embd, fingerprint, layer = model.n_embd, model.fingerprint, model.hidden_layer
-    data = collect(model, args.max_tokens)
+    from edgeroute.bench.api import _model
+
+    model, _ = _model(args.model, selfref=True)
+    fingerprint, n_embd, layer, layers = model.fingerprint, model.n_embd, model.hidden_layer, model.hidden_layers
+    items = load_items(args.data)
+    records, _ = run_local(items, model, RunParams(max_tokens=args.max_tokens), need_hidden=True,
+                           generate=not args.cached_only)
     model.close()
-    family = {i["id"]: i["family"] for i in load_items()}
-    train = data["train"]
-    fams = np.array([family[i] for i in train["id"]])
-    fold = np.array([int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) % FOLDS for i in train["id"]])
-    y = train["y"].astype(np.float64)
-    report: dict[str, Any] = {"n_train": int(len(y)), "folds": FOLDS, "hidden_layer": layer}
+    cached = {r["id"] for r in records}
+    items = [i for i in items if i["id"] in cached]
+    data = build_dataset(items, records)
+    pool = data.subset(data.split == "train")
+    report: dict[str, Any] = {"n_train": len(pool), "families": len(set(pool.family)), "sources": len(set(pool.source)),
+                              "hidden_layers": list(layers), "at_chance_families": at_chance_families(pool)}
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    log = sys.stderr
 
-    for kind, file in (("post", "probe.onnx"), ("pre", "pregen.onnx")):
-        x = matrix(train, kind)
-        mean, scale = x.mean(0), x.std(0) + 1e-6
-        z = (x - mean) / scale
-        spec, tried = select(kind, n_embd, layer, z, y, fold)
-        cols = columns(kind, n_embd, layer, tuple(spec["blocks"]))
-        final = fit(spec, np.where(cols, z, 0.0), y)
-        if spec["type"] == "logistic":  # exact zeros on the unused columns
-            final = (np.where(cols, final[0], 0.0), final[1])
-        else:
-            final["w1"][~cols] = 0.0
-        centroids = np.stack([z[fams == f, :n_embd].mean(0) for f in np.unique(fams)])
-        tau = float(np.percentile(novelty(z[:, :n_embd], centroids), 99))
-        fallback, fb_name, fb_scores = None, None, {}
-        if kind == "post":
-            ppl0 = int(np.argmax(columns(kind, n_embd, layer, ("perplexity",))))
-            for name, ppl_cols in FALLBACKS:
-                fb_scores[name] = lofo_auroc(train["ppl"][:, list(ppl_cols)], y, fams)
-            fb_name = max(fb_scores, key=fb_scores.get)
-            ppl_cols = dict(FALLBACKS)[fb_name]
-            w, b = fit_logistic(z[:, [ppl0 + c for c in ppl_cols]], y, 1.0)
-            wf = np.zeros(x.shape[1])
-            wf[[ppl0 + c for c in ppl_cols]] = w
-            fallback = (wf, b)
+    # round 1 and 2: the post-generation probe
+    cands = post_candidates(layer, layers)
+    if args.quick:
+        cands = cands[:1] + cands[3:5]
+    log.write(f"round 1: {len(cands)} candidates, LOSO over {report['sources']} sources\n")
+    best, table1 = select(cands, pool, progress=log)
+    round2 = [best, replace(best, gate="novelty"), replace(best, train_on="no-chance"),
+              replace(best, gate="novelty", train_on="no-chance"), replace(best, hidden=16),
+              replace(best, hidden=16, l2=best.l2 * 10)]
+    log.write("round 2: gate and training families\n")
+    best, table2 = select(round2, pool, progress=log)
+    report["post_candidates"] = table1 + table2
+    report["post_spec"] = best.to_dict()
 
-        def predict(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            zz = (matrix(d, kind) - mean) / scale
-            probe = sigmoid(logit(spec, final, np.where(cols, zz, 0.0)))
-            nov = novelty(zz[:, :n_embd], centroids)
-            out = {"probe": probe, "novelty": nov}
-            if fallback is not None:
-                out["combined"] = np.where(nov < tau, probe, sigmoid(zz @ fallback[0] + fallback[1]))
-            else:
-                out["pregen"] = np.where(nov < tau, probe, 1.0)
-            return out
+    final = fit(best, pool)
+    lofo, loso = cross_validate(best, pool, "lofo"), cross_validate(best, pool, "loso")
+    tf_spec = Spec(blocks=(), l2=10.0, novelty_block=best.novelty_block)
+    tf_lofo, tf_loso = cross_validate(tf_spec, pool, "lofo"), cross_validate(tf_spec, pool, "loso")
+    singles = single_signal_cv(pool, "loso")
+    best_single = max(singles, key=lambda k: singles[k].mean or 0.0)
+    report["transfer"] = {
+        "confidence": {"lofo": lofo.summary(), "loso": loso.summary()},
+        "training_free_logistic": {"lofo": tf_lofo.summary(), "loso": tf_loso.summary()},
+        "best_single_signal": {"name": best_single, "loso": singles[best_single].summary()},
+        "single_signals_loso_mean": {k: v.mean for k, v in sorted(singles.items(), key=lambda kv: -(kv[1].mean or 0))},
+    }
+    scored = {}
+    for split in ("test", "calibration", "heldout-families"):
+        part = data.subset(data.split == split)
+        scored[split] = {"n": len(part), "accuracy": float(part.y.mean()) if len(part) else None,
+                         "confidence_auroc": auroc_on(final, part), "probe_auroc": auroc_on(final, part, "probe"),
+                         "mean_nll_auroc": auroc(-part.scalars[:, SCALAR_FEATURES.index("mean_nll")], part.y)}
+    report["splits"] = scored
 
-        res: dict[str, Any] = {"model": spec, "candidates": tried, "novelty_tau": tau, "fallback": fb_name,
-                               "lofo_novel_share": lofo_novel_share(z[:, :n_embd], fams),
-                               "fallback_lofo_auroc": fb_scores}
-        for split in ("test", "heldout-families", "calibration"):
-            pr = predict(data[split])
-            ys = data[split]["y"]
-            res[split] = {"n": int(len(ys)), "probe_auroc": auroc(pr["probe"], ys),
-                          "perplexity_auroc": auroc(data[split]["ppl_conf"], ys),
-                          "mean_nll_auroc": auroc(-data[split]["ppl"][:, 0], ys),
-                          "novel_share": float((pr["novelty"] >= tau).mean())}
-            if "combined" in pr:
-                res[split]["combined_auroc"] = auroc(pr["combined"], ys)
-        meta = {"kind": kind, "model_sha256": fingerprint, "feature_layout": json.dumps(layout(kind, n_embd, layer)),
-                "version": str(LAYOUT_VERSION), "trained_on": f"edgeroute bench train split ({len(y)} answers)",
-                "model_type": json.dumps(spec), "validation_auroc": f"{max(t['cv_auroc'] for t in tried):.4f}",
-                "validation": f"{FOLDS}-fold cross-validation on the train split (folds by item hash)",
-                "novelty_tau": f"{tau:.4f}", "fallback": str(fb_name)}
-        if kind == "pre":
-            p_cal = predict(data["calibration"])["pregen"]
-            correct = p_cal[data["calibration"]["y"]]
-            threshold = float(np.quantile(correct, args.max_skip_correct)) if len(correct) else 0.0
-            meta["skip_threshold"] = f"{threshold:.8g}"
-            p_test = predict(data["test"])["pregen"]
-            skipped = p_test < threshold
-            res["skip_threshold"] = threshold
-            res["test_skip_rate"] = float(skipped.mean())
-            res["test_skipped_that_were_correct"] = float(data["test"]["y"][skipped].mean()) if skipped.any() else 0.0
-        path = out_dir / file
-        export(path, kind, spec, final, mean, scale, n_embd, centroids, tau, fallback, meta)
+    layout = export_layout(best, n_embd)
+    meta = {"model_sha256": fingerprint,
+            "trained_on": f"edgeroute corpus train split ({len(pool)} answers, {report['families']} families, "
+                          f"{report['sources']} sources)",
+            "model_type": json.dumps({"type": "transfer-logistic", **best.to_dict()}),
+            "validation": "mean leave-one-source-out AUROC on the train split",
+            "validation_auroc": f"{loso.mean:.4f}", "loso_mean_auroc": f"{loso.mean:.4f}",
+            "loso_pooled_auroc": f"{loso.pooled:.4f}", "lofo_mean_auroc": f"{lofo.mean:.4f}",
+            "novelty_tau": f"{final.tau:.4f}", "gate": best.gate,
+            "fallback": "training-free logistic" if best.gate == "novelty" else "none"}
+    path = out_dir / "probe.onnx"
+    export(path, "post", linear(final, layout), layout, meta)
+    report["post_onnx"] = check_onnx(path, final, data.subset(data.split == "test"), layout, "post")
 
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        xt = matrix(data["test"], kind).astype(np.float32)
-        names = [o.name for o in sess.get_outputs()]
-        outs = dict(zip(names, sess.run(None, {"features": xt})))
-        ref = predict(data["test"])
-        res["onnx_max_abs_diff"] = {k: float(np.abs(outs[k][:, 0] - ref[k]).max()) for k in names}
-        row = xt[:1]
-        for _ in range(50):
-            sess.run(None, {"features": row})
-        t = time.perf_counter()
-        for _ in range(1000):
-            sess.run(None, {"features": row})
-        res["onnx_ms_per_query"] = time.perf_counter() - t  # 1000 runs: seconds == ms per run
-        res["bytes"] = path.stat().st_size
-        report[kind] = res
+    # round 3: the pre-generation probe
+    pre_cands = [Spec(scalars=QUERY_FEATURES, blocks=(f"prompt@{layer}",), pcs=pcs, l2=l2, gate="novelty",
+                      novelty_block=f"prompt@{layer}") for pcs in (8, 32) for l2 in (10.0, 100.0, 1000.0)]
+    if args.quick:
+        pre_cands = pre_cands[:1]
+    log.write("round 3: pre-generation probe\n")
+    pre_best, table3 = select(pre_cands, pool, progress=log)
+    pre_best = replace(pre_best, gate="none")  # the gate is the pregen rule (1.0 for novel prompts), not a fallback
+    pre = fit(replace(pre_best, gate="novelty"), pool)
+    pre.fallback = None
+    cal = data.subset(data.split == "calibration")
+    p_cal = np.where(pre.novelty(cal) < pre.tau, pre.predict(cal)["probe"], 1.0)
+    correct = p_cal[cal.y > 0.5]
+    threshold = float(np.quantile(correct, args.max_skip_correct)) if len(correct) else 0.0
+    test = data.subset(data.split == "test")
+    p_test = np.where(pre.novelty(test) < pre.tau, pre.predict(test)["probe"], 1.0)
+    skipped = p_test < threshold
+    heldout = data.subset(data.split == "heldout-families")
+    p_held = np.where(pre.novelty(heldout) < pre.tau, pre.predict(heldout)["probe"], 1.0)
+    pre_loso = cross_validate(replace(pre_best, gate="none"), pool, "loso")
+    report["pregen"] = {"spec": pre_best.to_dict(), "candidates": table3, "loso": pre_loso.summary(),
+                        "skip_threshold": threshold, "test_auroc": auroc(p_test, test.y),
+                        "heldout_auroc": auroc(p_held, heldout.y),
+                        "test_skip_rate": float(skipped.mean()),
+                        "test_skipped_that_were_correct": float(test.y[skipped].mean()) if skipped.any() else 0.0,
+                        "heldout_skip_rate": float((p_held < threshold).mean())}
+    pre_layout = [[f"prompt@{layer}", n_embd], ["features", list(QUERY_FEATURES)]]
+    pre_meta = {"model_sha256": fingerprint, "trained_on": meta["trained_on"],
+                "model_type": json.dumps({"type": "transfer-logistic", **pre_best.to_dict()}),
+                "validation": meta["validation"], "validation_auroc": f"{pre_loso.mean:.4f}",
+                "novelty_tau": f"{pre.tau:.4f}", "skip_threshold": f"{threshold:.8g}"}
+    pre_path = out_dir / "pregen.onnx"
+    export(pre_path, "pre", linear(pre, pre_layout), pre_layout, pre_meta)
+    report["pre_onnx"] = check_onnx(pre_path, pre, test, pre_layout, "pre")
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(report, indent=2, default=float))
+    text = json.dumps(report, indent=2, default=float)
+    if args.report:
+        Path(args.report).write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 

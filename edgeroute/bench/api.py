@@ -12,6 +12,7 @@ from ..local.base import LocalModel
 from ..policy.calibration import (
     Calibration,
     calibrate_guarantee,
+    calibrate_selective,
     calibrate_target_rate,
     load_calibration,
     save_calibration,
@@ -24,7 +25,7 @@ from .runner import RunParams, decode_vector, rescore, run_cloud, run_local
 if TYPE_CHECKING:
     from ..policy.reward import RewardWeights
     from .replay import Query
-from ..signals import SelfRefBlend, default_signals
+from ..signals import SelfRefBlend, confidence_signal, default_signals
 from ..signals.probe import PregenProbe, model_identity
 
 
@@ -41,8 +42,10 @@ def _signals(engine: LocalModel) -> list[Any]:
 
 
 def _provider(signals: list[Any]) -> str:
-    """The name of the confidence the Router would use with ``signals`` (the last signal that provides one)."""
-    return str(next(s.provides_confidence for s in reversed(signals) if s.provides_confidence))
+    """The name of the confidence the Router would use with ``signals`` (``confidence_signal``)."""
+    signal = confidence_signal(signals)
+    assert signal is not None
+    return str(signal.provides_confidence)
 
 
 def _model(model: Optional[str | LocalModel], *, selfref: bool = False) -> tuple[LocalModel, bool]:
@@ -183,6 +186,17 @@ def calibrated_stats(items: list[dict[str, Any]], local: list[dict[str, Any]], s
     return out
 
 
+def covers(items: list[dict[str, Any]]) -> str:
+    """What a calibration on ``items`` covers: how many answers, from which families and sources."""
+    from collections import Counter
+
+    fams = Counter(i["family"] for i in items)
+    sources = sorted({i.get("source", i["family"]) for i in items})
+    return (f"{len(items)} answers from {len(fams)} task families ({len(sources)} sources: {', '.join(sources)}), "
+            "mixed in these proportions; the guarantee holds for traffic drawn from this mixture, not for other "
+            "traffic: measure on your own (edgeroute calibrate --data)")
+
+
 def calibrate(
     *,
     data: Optional[str] = None,
@@ -190,6 +204,7 @@ def calibrate(
     epsilon: float = 0.1,
     delta: float = 0.05,
     target_cloud_rate: Optional[float] = None,
+    mode: str = "selective",
     params: RunParams = RunParams(),
     save: bool = True,
     out: Optional[str] = None,
@@ -197,8 +212,10 @@ def calibrate(
     selfref: bool = False,
 ) -> tuple[Calibration, Optional[Path]]:
     """Calibrate the Router's threshold for ``model`` on the calibration split (or every item of ``data``) and
-    save it where Router finds it. Raises ``CalibrationError`` when epsilon cannot be certified. With ``selfref``
-    the confidence calibrated is the one a ``Router(selfref=True)`` uses (the Self-REF blend)."""
+    save it where Router finds it. ``mode`` "selective" (default) bounds the share of wrong answers among the
+    accepted ones, "risk" the share of all queries answered locally and wrong. Raises ``CalibrationError`` when
+    epsilon cannot be certified. With ``selfref`` the confidence calibrated is the one a ``Router(selfref=True)``
+    uses (the Self-REF blend). The file says which distribution the guarantee covers (``covers``)."""
     from dataclasses import replace
 
     items = load_items(data, "calibration" if data is None else None)
@@ -216,11 +233,18 @@ def calibrate(
     correct = [grade(r["text"], it) for it, r in zip(items, records)]
     if target_cloud_rate is not None:
         cal = calibrate_target_rate(conf, correct, target_cloud_rate)
-    else:
+    elif mode == "risk":
         cal = calibrate_guarantee(conf, correct, epsilon, delta)
-    confidence_signal = next(s for s in reversed(signals) if s.provides_confidence)
-    cal = replace(cal, model=fingerprint, confidence_id=confidence_signal.confidence_id,
-                  source=data or "edgeroute's calibration split")
+    elif mode == "selective":
+        cal = calibrate_selective(conf, correct, epsilon, delta)
+    else:
+        from .._errors import ConfigError
+
+        raise ConfigError(f"unknown calibration mode {mode!r} (selective or risk)")
+    source = confidence_signal(signals)
+    assert source is not None
+    cal = replace(cal, model=fingerprint, confidence_id=source.confidence_id,
+                  source=data or "edgeroute's calibration split", covers=covers(items))
     path = save_calibration(cal, Path(out) if out else None) if save else None
     return cal, path
 
@@ -275,8 +299,8 @@ def policy_queries(
             sig["pregen_confidence"] = pregen.score(hidden, messages)
         queries.append(Query(messages, sig, r["confidence"], float(grade(r["text"], item)), cq,
                              float(r["joules"] or 0.0), r["latency_ms"] / 1000.0, int(tokens)))
-    confidence_signal = next(s for s in reversed(signals) if s.provides_confidence)
-    cal = load_calibration(fingerprint, confidence_signal.confidence_id)
+    source = confidence_signal(signals)
+    cal = load_calibration(fingerprint, source.confidence_id if source else "")
     basis = {
         "split": split if data is None else f"{split} of {data}",
         "items": len(items),

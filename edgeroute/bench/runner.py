@@ -192,6 +192,7 @@ def run_local(
     on_generate: Optional[Callable[[str], None]] = None,
     need_hidden: bool = False,
     need_selfref: bool = False,
+    generate: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One record per item (``id``, ``text``, ``signals``, ``confidence``, ``latency_ms``, ``completion_tokens``,
     ``joules``, ``energy_method``, ``energy_source``, and base64 ``prompt_hidden`` / ``answer_hidden`` /
@@ -199,7 +200,8 @@ def run_local(
     many were generated). ``need_hidden`` regenerates cached records without hidden states from the model's
     ``hidden_layer`` (made before they were cached, or read from another block); ``need_selfref`` regenerates
     records not scored by the model's current Self-REF adapter (the answer text is the same: the adapter only
-    touches the slot)."""
+    touches the slot). ``generate=False`` generates nothing: only the items already cached get a record (the list
+    is then shorter than ``items``; match by ``id``)."""
     from ..router import Router
 
     capture = _Capture(model)
@@ -222,7 +224,7 @@ def run_local(
             have = {k: v for k, v in have.items() if v.get("selfref_adapter") == adapter_sha}
         question = {i["id"]: i["question"] for i in items}
         have = {k: v for k, v in have.items() if v.get("question") == question.get(k, v.get("question"))}
-        todo = [i for i in items if i["id"] not in have]
+        todo = [i for i in items if i["id"] not in have] if generate else []
         bar = Progress(len(todo), "local", progress if todo else None)
         for item in todo:
             if on_generate is not None:
@@ -256,7 +258,7 @@ def run_local(
         router.close()
     info = {"cache": str(cache.path), "generated": len(todo), "cached": len(items) - len(todo),
             "model": model.fingerprint, "params": asdict(params)}
-    return [have[i["id"]] for i in items], info
+    return [have[i["id"]] for i in items if i["id"] in have], info
 
 
 def rescore(

@@ -46,8 +46,9 @@ def default_layer(n_layer: int) -> int:
     """The primary block (0-based): two thirds of the way up (19 of 30 for SmolLM2-135M). Its states fill
     ``Generation.prompt_hidden`` / ``answer_hidden`` / ``answer_hidden_mean`` (the pre-generation probe reads it).
 
-    Chosen with cross-validation on the train split (``tools/scan_layers.py``): middle-to-upper blocks separate right
-    from wrong answers better than the final, post-norm layer, which is tuned to predict the next token."""
+    Middle-to-upper blocks separate right from wrong answers better than the final, post-norm layer, which is tuned
+    to predict the next token (an earlier per-block scan on the train split put blocks 9-22 ahead of it); which of
+    the captured blocks the shipped probe reads is chosen by ``tools/train_probe.py``."""
     return max(0, (2 * n_layer) // 3 - 1)
 
 

@@ -78,7 +78,8 @@ class Calibration:
     """A chosen threshold and how it was chosen. Probabilities in [0, 1]; ``n`` calibration items."""
 
     threshold: float
-    mode: str  # "guarantee" | "target-rate"
+    mode: str  # "guarantee" (wrong and accepted <= epsilon of queries) | "selective" (wrong <= epsilon of the
+    # accepted answers) | "target-rate"
     n: int
     expected_cloud_rate: float
     empirical_risk: float
@@ -88,9 +89,16 @@ class Calibration:
     model: str = ""
     confidence_id: str = ""
     source: str = ""
+    #: The distribution the guarantee covers (which families and sources the calibration answers came from).
+    covers: str = ""
+    #: Share of the calibration queries answered locally at the threshold (selective mode).
+    coverage: Optional[float] = None
     created: float = field(default_factory=time.time)
 
     def describe(self) -> str:
+        if self.mode == "selective":
+            return (f"calibrated: wrong answers <= {self.epsilon:g} of the accepted ones with probability >= "
+                    f"{1 - (self.delta or 0):g} (n={self.n})")
         if self.mode == "guarantee":
             return (f"calibrated: wrong local answers <= {self.epsilon:g} of queries with probability >= "
                     f"{1 - (self.delta or 0):g} (n={self.n})")
@@ -146,6 +154,48 @@ def calibrate_guarantee(
     return Calibration(
         threshold=t, mode="guarantee", n=n, expected_cloud_rate=float(np.mean(c < t)), empirical_risk=k / n,
         epsilon=epsilon, delta=delta, risk_upper_bound=bound,
+    )
+
+
+def calibrate_selective(
+    confidence: Sequence[float],
+    correct: Sequence[bool],
+    epsilon: float,
+    delta: float,
+    grid: Sequence[float] = DEFAULT_GRID,
+) -> Calibration:
+    """The most lenient threshold whose error among accepted answers is certified <= ``epsilon`` with probability
+    >= 1 - ``delta``: thresholds are tested from the strictest down (fixed-sequence testing, so each test may spend
+    all of ``delta``), each with the Clopper-Pearson upper bound of k wrong among the m answers it accepts, and the
+    search stops at the first that fails. Thresholds that accept too few answers to ever pass are skipped (a rule
+    on the confidences alone). Raises ``CalibrationError`` when even the strictest fails."""
+    if not 0 < epsilon < 1:
+        raise ConfigError(f"epsilon must be in (0, 1), got {epsilon}")
+    c, y = _arrays(confidence, correct)
+    n = len(c)
+    # a threshold accepting fewer answers than this cannot pass even with no error; skipping those depends on the
+    # confidences alone (not the labels), so the fixed sequence stays fixed given them
+    m_min = math.ceil(math.log(delta) / math.log(1.0 - epsilon))
+    chosen: Optional[tuple[float, int, int, float]] = None
+    for t in sorted(grid, reverse=True):
+        accepted = c >= t
+        m = int(accepted.sum())
+        if m < m_min:
+            continue
+        k = int(np.sum(accepted & ~y))
+        bound = clopper_pearson_upper(k, m, delta)
+        if bound > epsilon:
+            break
+        chosen = (t, k, m, bound)
+    if chosen is None:
+        raise CalibrationError(
+            f"cannot certify an accepted-answer error <= {epsilon:g} at delta={delta:g} with {n} items: the most "
+            "confident answers are already too often wrong; add labelled data or relax epsilon/delta"
+        )
+    t, k, m, bound = chosen
+    return Calibration(
+        threshold=t, mode="selective", n=n, expected_cloud_rate=float(np.mean(c < t)), empirical_risk=k / m,
+        epsilon=epsilon, delta=delta, risk_upper_bound=bound, coverage=m / n,
     )
 
 

@@ -227,8 +227,10 @@ class ProbeSignal(Signal):
             return {}  # no answer token was evaluated (or a state is missing): nothing to judge
         assert self._onnx is not None
         out = self._onnx.run(row)
-        return {"probe_confidence": out["probe"], "probe_novelty": out["novelty"],
-                "combined_confidence": out["combined"]}
+        values = {"probe_confidence": out["probe"], "combined_confidence": out["combined"]}
+        if self.meta.get("gate", "novelty") != "none":  # an ungated probe's distance means nothing
+            values["probe_novelty"] = out["novelty"]
+        return values
 
 
 class PregenProbe:
