@@ -386,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--data", help="your own JSONL (default: the shipped calibration split)")
     cal.add_argument("--model", help="GGUF path (default: the default model)")
     cal.add_argument("--epsilon", type=float, default=0.1,
-                     help="max share of wrong answers among the accepted ones (--mode risk: among all queries)")
-    cal.add_argument("--mode", choices=("selective", "risk"), default="selective",
-                     help="selective (default): bound the error of accepted answers; risk: of all queries")
+                     help="max share of all queries with a wrong local answer (--mode selective: of the accepted ones)")
+    cal.add_argument("--mode", choices=("risk", "selective"), default="risk",
+                     help="risk (default): bound wrong local answers among all queries; selective: among the "
+                          "accepted ones")
     cal.add_argument("--delta", type=float, default=0.05, help="allowed probability that the bound fails")
     cal.add_argument("--target-cloud-rate", type=float, help="instead: send about this share to the cloud")
     cal.add_argument("--max-tokens", type=int, default=64, help="longest local answer, tokens (default 64)")

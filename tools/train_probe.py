@@ -194,7 +194,7 @@ def main() -> int:
     t0 = time.perf_counter()
     from edgeroute.bench.api import _model
 
-    model, _ = _model(args.model, selfref=True)
+    model, _ = _model(args.model, selfref=True, hidden_layers="candidates")  # every block a probe may read
     fingerprint, n_embd, layer, layers = model.fingerprint, model.n_embd, model.hidden_layer, model.hidden_layers
     items = load_items(args.data)
     records, _ = run_local(items, model, RunParams(max_tokens=args.max_tokens), need_hidden=True,

@@ -6,7 +6,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO, Union
 
 from ..local.base import LocalModel
 from ..policy.calibration import (
@@ -48,15 +48,16 @@ def _provider(signals: list[Any]) -> str:
     return str(signal.provides_confidence)
 
 
-def _model(model: Optional[str | LocalModel], *, selfref: bool = False) -> tuple[LocalModel, bool]:
+def _model(model: Optional[str | LocalModel], *, selfref: bool = False,
+           hidden_layers: Optional[Union[str, tuple[int, ...]]] = None) -> tuple[LocalModel, bool]:
     """The engine to run (and whether this module owns it); with ``selfref``, the shipped Self-REF adapter is
-    loaded when it was trained on this model."""
+    loaded when it was trained on this model; ``hidden_layers``: the blocks to capture (default: the engine's)."""
     if isinstance(model, LocalModel):
         return model, False
     from ..local.llama import LlamaCppModel
     from ..local.selfref import SelfRefAdapter
 
-    engine = LlamaCppModel(model)
+    engine = LlamaCppModel(model, hidden_layers=hidden_layers)
     adapter = SelfRefAdapter.shipped() if selfref else None
     if adapter is not None and adapter.fits(engine.fingerprint):
         engine.load_selfref(adapter)
@@ -204,7 +205,7 @@ def calibrate(
     epsilon: float = 0.1,
     delta: float = 0.05,
     target_cloud_rate: Optional[float] = None,
-    mode: str = "selective",
+    mode: str = "risk",
     params: RunParams = RunParams(),
     save: bool = True,
     out: Optional[str] = None,
@@ -212,8 +213,8 @@ def calibrate(
     selfref: bool = False,
 ) -> tuple[Calibration, Optional[Path]]:
     """Calibrate the Router's threshold for ``model`` on the calibration split (or every item of ``data``) and
-    save it where Router finds it. ``mode`` "selective" (default) bounds the share of wrong answers among the
-    accepted ones, "risk" the share of all queries answered locally and wrong. Raises ``CalibrationError`` when
+    save it where Router finds it. ``mode`` "risk" (default) bounds the share of all queries answered locally and
+    wrong, "selective" the share of wrong answers among the accepted ones. Raises ``CalibrationError`` when
     epsilon cannot be certified. With ``selfref`` the confidence calibrated is the one a ``Router(selfref=True)``
     uses (the Self-REF blend). The file says which distribution the guarantee covers (``covers``)."""
     from dataclasses import replace

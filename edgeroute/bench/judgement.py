@@ -137,17 +137,21 @@ def transfer_report(
     return report
 
 
+def _f(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The transfer report as Markdown tables."""
+    """The transfer report as Markdown tables ("-" where a figure is undefined, e.g. AUROC with one class)."""
     out = [f"# edgeroute bench transfer ({report['rows']} answers; confidence `{report['confidence']}`)", ""]
     bt = report["best_training_free"]
     if report.get("loso"):
         out += ["| estimate (train split, refitted per fold) | LOSO mean | LOSO pooled | LOFO mean | LOFO pooled |",
                 "|---|---|---|---|---|",
-                f"| the confidence | {report['loso']['mean']:.3f} | {report['loso']['pooled']:.3f} | "
-                f"{report['lofo']['mean']:.3f} | {report['lofo']['pooled']:.3f} |",
-                f"| best training-free signal (`{bt['name']}`) | {bt['loso']['mean']:.3f} | {bt['loso']['pooled']:.3f} | "
-                f"{bt['lofo']['mean']:.3f} | {bt['lofo']['pooled']:.3f} |", ""]
+                f"| the confidence | {_f(report['loso']['mean'])} | {_f(report['loso']['pooled'])} | "
+                f"{_f(report['lofo']['mean'])} | {_f(report['lofo']['pooled'])} |",
+                f"| best training-free signal (`{bt['name']}`) | {_f(bt['loso']['mean'])} | {_f(bt['loso']['pooled'])} | "
+                f"{_f(bt['lofo']['mean'])} | {_f(bt['lofo']['pooled'])} |", ""]
     eps = report["epsilon"]
     out += [f"| split | n | local accuracy | AUROC | best training-free AUROC | threshold {report['threshold']}: "
             f"coverage / accepted error / share of oracle | coverage at error <= {eps:g}: confidence / oracle / "
@@ -155,10 +159,10 @@ def markdown(report: dict[str, Any]) -> str:
     for split, e in report["splits"].items():
         at = e.get("at_threshold") or {}
         rc = e["risk_coverage"]
-        out.append(f"| {split} | {e['n']} | {e['local_accuracy']:.3f} | {e['confidence_auroc']:.3f} | "
-                   f"{e['best_training_free_auroc']:.3f} | {at.get('coverage', 0):.3f} / {at.get('accepted_error', 0):.3f}"
-                   f" / {at.get('share_of_oracle') or 0:.2f} | {rc['confidence']:.3f} / {rc['oracle']:.3f} / "
-                   f"{rc.get('best_training_free', 0):.3f} / {rc['always_local']:.0f} |")
+        out.append(f"| {split} | {e['n']} | {_f(e['local_accuracy'])} | {_f(e['confidence_auroc'])} | "
+                   f"{_f(e['best_training_free_auroc'])} | {_f(at.get('coverage'))} / {_f(at.get('accepted_error'))}"
+                   f" / {_f(at.get('share_of_oracle'), 2)} | {_f(rc['confidence'])} / {_f(rc['oracle'])} / "
+                   f"{_f(rc.get('best_training_free'))} / {_f(rc['always_local'], 0)} |")
     if report.get("loso"):
         out += ["", "| source (LOSO) | AUROC |", "|---|---|"]
         out += [f"| {g} | {a if a is not None else '-'} |" for g, a in report["loso"]["per_group"].items()]

@@ -52,9 +52,11 @@ def default_layer(n_layer: int) -> int:
     return max(0, (2 * n_layer) // 3 - 1)
 
 
-def default_layers(n_layer: int) -> tuple[int, ...]:
-    """Every block captured by default: a third, half, two thirds and five sixths of the way up (9, 14, 19, 24 of
-    SmolLM2-135M's 30). The probes' feature layouts name the ones they read (``Generation.hidden``)."""
+def candidate_layers(n_layer: int) -> tuple[int, ...]:
+    """The blocks a probe may be trained on: a third, half, two thirds and five sixths of the way up (9, 14, 19, 24
+    of SmolLM2-135M's 30). ``tools/train_probe.py`` captures them all and chooses; the Router captures only the
+    primary block (``default_layer``), the one the shipped probes read: each captured block costs a graph split and
+    a copy per token."""
     return tuple(sorted({max(0, (k * n_layer) // 6 - 1) for k in (2, 3, 4, 5)}))
 
 

@@ -31,7 +31,7 @@ from .._constants import DEFAULT_N_BATCH_TOKENS, DEFAULT_N_CTX_TOKENS, MIN_ANSWE
 from .._errors import ConfigError, GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
 from ..messages import Message
 from .base import Generation, LocalModel
-from .capture import LayerCapture, default_layer, default_layers
+from .capture import LayerCapture, candidate_layers, default_layer
 from .resolve import resolve_model_path
 from .selfref import SelfRefAdapter, selfref_confidence
 
@@ -123,7 +123,8 @@ class LlamaCppModel(LocalModel):
     ``model`` is a path, a file name in the user model directory, or None for the default model. ``n_ctx`` is the
     context window in tokens. ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the primary
     block (0-based) they are read from (default: ``capture.default_layer``), ``hidden_layers`` every block captured
-    (default: ``capture.default_layers``; the primary one is always added). ``Generation.hidden`` has them all.
+    (default: the primary one alone; it is always added; ``"candidates"``: ``capture.candidate_layers``, the ones a
+    probe is trained on). ``Generation.hidden`` has them all.
 
     ``extra_buffers`` controls llama.cpp's extra weight buffer types (AMX, repacked layouts). The default (None)
     turns them off on CPUs with Intel AMX: llama.cpp's AMX matrix multiply crashes the process on batched prompts
@@ -139,7 +140,7 @@ class LlamaCppModel(LocalModel):
         n_batch: int = DEFAULT_N_BATCH_TOKENS,
         hidden_states: bool = True,
         hidden_layer: Optional[int] = None,
-        hidden_layers: Optional[Sequence[int]] = None,
+        hidden_layers: Optional[Union[str, Sequence[int]]] = None,
         seed: int = 0,
         extra_buffers: Optional[bool] = None,
         selfref: Optional[SelfRefAdapter] = None,
@@ -183,7 +184,10 @@ class LlamaCppModel(LocalModel):
         self.n_embd = self._llama.n_embd()
         self.n_layer = int(llama_cpp.llama_model_n_layer(self._llama._model.model))
         layer = default_layer(self.n_layer) if hidden_layer is None else hidden_layer
-        layers = default_layers(self.n_layer) if hidden_layers is None else tuple(hidden_layers)
+        if hidden_layers == "candidates":
+            layers = candidate_layers(self.n_layer)
+        else:
+            layers = (layer,) if hidden_layers is None else tuple(hidden_layers)  # type: ignore[arg-type]
         for value in (layer, *layers):
             if not (isinstance(value, int) and 0 <= value < self.n_layer):
                 self._llama.close()
