@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import json
 import random
 import sys
-from collections import Counter
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "edgeroute" / "bench" / "data" / "items.jsonl"

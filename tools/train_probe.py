@@ -52,13 +52,10 @@ from edgeroute.bench.transfer import (
     fit,
     linear,
     select,
-    sigmoid,
     single_signal_cv,
 )
-from edgeroute.signals.perplexity import FEATURES as PPL
 from edgeroute.signals.probe import LAYOUT_VERSION, SCALAR_FEATURES
 from edgeroute.signals.query import QUERY_FEATURES
-from edgeroute.signals.tokens import TOKEN_FEATURES
 
 
 # --- ONNX --------------------------------------------------------------------------------------------------------------
@@ -137,6 +134,12 @@ def rows(data: Dataset, layout: list[list[Any]]) -> np.ndarray:
     return np.hstack(parts).astype(np.float32)
 
 
+def pregen_scores(pre: Fitted, data: Dataset) -> np.ndarray:
+    """What the pre-generation graph outputs: the probe for familiar prompts, 1.0 (never skip) for novel ones."""
+    out = pre.predict(data)
+    return np.where(out["novelty"] < pre.tau, out["probe"], 1.0)
+
+
 def check_onnx(path: Path, fitted: Fitted, data: Dataset, layout: list[list[Any]], kind: str) -> dict[str, Any]:
     """Max |ONNX - numpy| per output on ``data``, and the ms per one-row inference."""
     import onnxruntime as ort
@@ -148,7 +151,7 @@ def check_onnx(path: Path, fitted: Fitted, data: Dataset, layout: list[list[Any]
     outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"features": x})))
     ref = fitted.predict(data)
     if kind == "pre":
-        ref = {"probe": ref["probe"], "pregen": np.where(ref["novelty"] < fitted.tau, ref["probe"], 1.0)}
+        ref = {"probe": ref["probe"], "pregen": pregen_scores(fitted, data)}
     if fitted.spec.gate == "none" and kind == "post":
         ref.pop("novelty")  # an ungated probe's graph distance is never read (ProbeSignal leaves it out)
     diff = {k: float(np.abs(outs[k][:, 0] - ref[k]).max()) for k in ref if k in outs}
@@ -269,14 +272,14 @@ def main() -> int:
     pre = fit(replace(pre_best, gate="novelty"), pool)
     pre.fallback = None
     cal = data.subset(data.split == "calibration")
-    p_cal = np.where(pre.novelty(cal) < pre.tau, pre.predict(cal)["probe"], 1.0)
+    p_cal = pregen_scores(pre, cal)
     correct = p_cal[cal.y > 0.5]
     threshold = float(np.quantile(correct, args.max_skip_correct)) if len(correct) else 0.0
     test = data.subset(data.split == "test")
-    p_test = np.where(pre.novelty(test) < pre.tau, pre.predict(test)["probe"], 1.0)
+    p_test = pregen_scores(pre, test)
     skipped = p_test < threshold
     heldout = data.subset(data.split == "heldout-families")
-    p_held = np.where(pre.novelty(heldout) < pre.tau, pre.predict(heldout)["probe"], 1.0)
+    p_held = pregen_scores(pre, heldout)
     pre_loso = cross_validate(replace(pre_best, gate="none"), pool, "loso")
     report["pregen"] = {"spec": pre_best.to_dict(), "candidates": table3, "loso": pre_loso.summary(),
                         "skip_threshold": threshold, "test_auroc": auroc(p_test, test.y),

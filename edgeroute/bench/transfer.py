@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Optional, TextIO
 
 import numpy as np
@@ -160,11 +160,6 @@ def leave_one_group_out(groups: np.ndarray) -> Iterator[tuple[str, np.ndarray, n
     for g in sorted(set(groups.tolist())):
         test = groups == g
         yield str(g), ~test, test
-
-
-def hash_folds(ids: np.ndarray, k: int) -> np.ndarray:
-    """Fold numbers 0..k-1 from a hash of each id (stable across runs and machines)."""
-    return np.array([int(hashlib.sha256(str(i).encode()).hexdigest()[:8], 16) % k for i in ids])
 
 
 def at_chance_families(data: Dataset) -> list[str]:
@@ -452,14 +447,6 @@ def select(candidates: Sequence[Spec], data: Dataset, *, progress: Optional[Text
 def selection_score(row: dict[str, Any]) -> float:
     """What ``select`` maximises: (LOSO mean + LOSO pooled) / 2."""
     return ((row["loso_mean"] or 0.0) + (row["loso_pooled"] or 0.0)) / 2.0
-
-
-def variants(spec: Spec, **changes: Sequence[Any]) -> list[Spec]:
-    """``spec`` with each listed field set to each listed value (one change at a time)."""
-    out = [spec]
-    for key, values in changes.items():
-        out += [replace(spec, **{key: v}) for v in values if getattr(spec, key) != v]
-    return out
 
 
 # --- risk and coverage --------------------------------------------------------------------------------------------

@@ -131,9 +131,6 @@ class LayerCapture:
             self._at[1] = None
         return True
 
-    def index(self, layer: int) -> int:
-        return self.layers.index(layer)
-
     def mean(self, k: int) -> Optional[np.ndarray]:
         """Mean of block ``k``'s rows captured since ``arm`` (float32), or None."""
         return (self.total[k] / self.count[k]).astype(np.float32) if self.count[k] else None
