@@ -108,6 +108,9 @@ TRACE_DB_NAME = "traces.sqlite3"
 SQLITE_BUSY_TIMEOUT_S = 10.0
 ENV_DATA_DIR = "EDGEROUTE_DATA_DIR"
 ENV_MODEL_DIR = "EDGEROUTE_MODEL_DIR"
+ENV_CACHE_DIR = "EDGEROUTE_CACHE_DIR"
+#: Every configuration key can also be set as ``$EDGEROUTE_<KEY>`` (e.g. ``$EDGEROUTE_N_CTX``).
+ENV_PREFIX = "EDGEROUTE_"
 
 # --- energy ----------------------------------------------------------------------------------------------------
 #: Root of Linux's powercap tree (RAPL counters).

@@ -1,15 +1,25 @@
-"""Router configuration: one validated dataclass; defaults come from ``_constants``."""
+"""Router configuration: one checked value (``RouterConfig``) and the one loader (``load_config``); defaults come
+from ``_constants``."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-import tomllib
+import sys
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 from . import _constants as C
+from . import paths
 from ._errors import ConfigError
 
 
@@ -24,8 +34,13 @@ class RouterConfig:
     cloud can take the query. ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
     else ``DEFAULT_THRESHOLD``. ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
     ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
-    the estimate's table. ``cloud_url`` / ``cloud_model`` default to ``$EDGEROUTE_CLOUD_URL`` / ``$EDGEROUTE_CLOUD_MODEL``; the API key
-    is read only from the environment variable named by ``cloud_api_key_env``.
+    the estimate's table. The API key is read only from the
+    environment variable named by ``cloud_api_key_env``. ``cloud_provider``, ``routing``, ``energy_meters`` and
+    ``signal_names`` (None: the default set) name entries of the registries in ``edgeroute.registry``, built-in or
+    plugins. ``cloud_resilience`` wraps every cloud backend, built-in or passed in, in the retry loop and the
+    circuit breaker (False: call it as it is).
+
+    A plain value: ``load_config`` builds one from defaults, the config file, the environment and arguments.
 
     ``routing`` ``"linucb"`` turns on the online policy: ``preset`` names the lambdas of its reward (``balanced``,
     ``battery-saver``, ``quality-first``, ``cost-saver``), ``lambda_energy`` / ``lambda_latency`` / ``lambda_cost``
@@ -41,6 +56,7 @@ class RouterConfig:
     temperature: float = C.DEFAULT_TEMPERATURE
     hidden_states: bool = True
     probe: bool = True
+    signal_names: Optional[tuple[str, ...]] = None
     selfref: bool = False
     pregen: bool = True
     pregen_threshold: Optional[float] = None
@@ -49,13 +65,14 @@ class RouterConfig:
     local_only: bool = False
     cloud_provider: str = "openai"
     cloud_url: Optional[str] = None
-    cloud_model: Optional[str] = None
+    cloud_model: Optional[str] = None  # None: DEFAULT_CLOUD_MODEL
     cloud_api_key_env: str = C.ENV_CLOUD_API_KEY
     connect_timeout_s: float = C.DEFAULT_CONNECT_TIMEOUT_S
     read_timeout_s: float = C.DEFAULT_READ_TIMEOUT_S
     cloud_required: bool = False
     cloud_max_retries: int = C.DEFAULT_CLOUD_MAX_RETRIES
     cloud_deadline_s: float = C.DEFAULT_CLOUD_DEADLINE_S
+    cloud_resilience: bool = True
     trace: bool = True
     trace_path: Optional[str] = None
     store_prompts: bool = False
@@ -75,16 +92,13 @@ class RouterConfig:
     allow_below_threshold: bool = False
 
     def __post_init__(self) -> None:
-        if self.cloud_url is None and os.environ.get(C.ENV_CLOUD_URL):
-            object.__setattr__(self, "cloud_url", os.environ[C.ENV_CLOUD_URL])
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            converted = _check(f.name, value, _hints()[f.name], "argument", from_text=False)
+            if converted is not value:
+                object.__setattr__(self, f.name, converted)
         if self.cloud_model is None:
-            object.__setattr__(self, "cloud_model", os.environ.get(C.ENV_CLOUD_MODEL) or C.DEFAULT_CLOUD_MODEL)
-        if self.privacy_kinds is not None and not isinstance(self.privacy_kinds, tuple):
-            kinds = self.privacy_kinds
-            object.__setattr__(self, "privacy_kinds", (kinds,) if isinstance(kinds, str) else tuple(kinds))
-        if self.energy_meters is not None and not isinstance(self.energy_meters, tuple):
-            meters = self.energy_meters
-            object.__setattr__(self, "energy_meters", (meters,) if isinstance(meters, str) else tuple(meters))
+            object.__setattr__(self, "cloud_model", C.DEFAULT_CLOUD_MODEL)
         checks = [
             (self.n_ctx >= 64, f"n_ctx must be >= 64 tokens, got {self.n_ctx}"),
             (self.n_threads is None or self.n_threads >= 1, f"n_threads must be >= 1, got {self.n_threads}"),
@@ -94,14 +108,9 @@ class RouterConfig:
                 self.threshold is None or 0.0 <= self.threshold <= 1.0,
                 f"threshold must be in [0, 1], got {self.threshold}",
             ),
-            (self.on_unknown in ("escalate", "accept"), f"on_unknown must be 'escalate' or 'accept'"),
+            (self.on_unknown in ("escalate", "accept"), "on_unknown must be 'escalate' or 'accept'"),
             (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
-            (
-                self.cloud_provider in ("openai", "anthropic"),
-                f"cloud_provider must be 'openai' (any OpenAI-compatible server) or 'anthropic', "
-                f"got {self.cloud_provider!r}",
-            ),
             (self.cloud_max_retries >= 0, f"cloud_max_retries must be >= 0, got {self.cloud_max_retries}"),
             (self.cloud_deadline_s > 0, f"cloud_deadline_s must be > 0 seconds, got {self.cloud_deadline_s}"),
             (
@@ -116,7 +125,6 @@ class RouterConfig:
                 self.watts_per_core is None or self.watts_per_core > 0,
                 f"watts_per_core must be > 0 watts, got {self.watts_per_core}",
             ),
-            (self.routing in ("threshold", "linucb"), f"routing must be 'threshold' or 'linucb', got {self.routing!r}"),
             (self.preset in C.REWARD_PRESETS, f"preset must be one of {sorted(C.REWARD_PRESETS)}, got {self.preset!r}"),
             (
                 all(v is None or v >= 0 for v in (self.lambda_energy, self.lambda_latency, self.lambda_cost)),
@@ -135,50 +143,160 @@ class RouterConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        from .registry import METERS, POLICIES, PROVIDERS, SIGNALS
 
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> "RouterConfig":
-        """Like the constructor, but an unknown key is a ``ConfigError`` naming the valid ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**kwargs)
+        PROVIDERS.check(self.cloud_provider, "cloud_provider")
+        POLICIES.check(self.routing, "routing")
+        for name in self.energy_meters or ():
+            METERS.check(name, "energy_meters")
+        for name in self.signal_names or ():
+            SIGNALS.check(name, "signal_names")
 
     def replace(self, **changes: Any) -> "RouterConfig":
+        """A copy with ``changes`` (checked like arguments; an unknown key is a ``ConfigError``)."""
+        _known(changes, "argument")
         return dataclasses.replace(self, **changes)
 
 
-def config_path() -> Path:
-    """``$EDGEROUTE_CONFIG`` or ``config.toml`` in the platform's user config directory for edgeroute."""
-    env = os.environ.get(C.ENV_CONFIG)
-    if env:
-        return Path(env)
-    import platformdirs
+class RouterOptions(typing.TypedDict, total=False):
+    """The keyword arguments of ``Router(...)``: every ``RouterConfig`` field, so editors complete them
+    (``**options: Unpack[RouterOptions]``). A test keeps the two in step."""
 
-    return Path(platformdirs.user_config_dir(C.APP_NAME)) / "config.toml"
+    model: Optional[str]
+    n_ctx: int
+    n_threads: Optional[int]
+    max_tokens: int
+    temperature: float
+    hidden_states: bool
+    probe: bool
+    signal_names: Optional[tuple[str, ...]]
+    selfref: bool
+    pregen: bool
+    pregen_threshold: Optional[float]
+    threshold: Optional[float]
+    on_unknown: str
+    local_only: bool
+    cloud_provider: str
+    cloud_url: Optional[str]
+    cloud_model: Optional[str]
+    cloud_api_key_env: str
+    connect_timeout_s: float
+    read_timeout_s: float
+    cloud_required: bool
+    cloud_max_retries: int
+    cloud_deadline_s: float
+    cloud_resilience: bool
+    trace: bool
+    trace_path: Optional[str]
+    store_prompts: bool
+    privacy_detect: bool
+    privacy_kinds: Optional[tuple[str, ...]]
+    energy: bool
+    energy_meters: Optional[tuple[str, ...]]
+    energy_idle_w: Optional[float]
+    watts_per_core: Optional[float]
+    routing: str
+    preset: str
+    lambda_energy: Optional[float]
+    lambda_latency: Optional[float]
+    lambda_cost: Optional[float]
+    cloud_price_per_1k_usd: float
+    cloud_quality_prior: float
+    allow_below_threshold: bool
 
 
-def load_config_file(path: Optional[Path] = None) -> dict[str, Any]:
-    """The ``RouterConfig`` keys set in the config file (empty when there is none).
+# --- values checked and converted against the field annotations ------------------------------------------------
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-    TOML, top-level keys or a ``[router]`` table, named like ``RouterConfig``'s fields; API keys do not belong
-    there (only the name of the environment variable that holds one, ``cloud_api_key_env``). Precedence:
-    arguments > environment (``$EDGEROUTE_CLOUD_URL``, ``$EDGEROUTE_CLOUD_MODEL``) > this file > defaults.
-    """
-    target = path or config_path()
-    if not target.is_file():
+
+@functools.lru_cache(maxsize=1)
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(RouterConfig)
+
+
+def _check(key: str, value: Any, hint: Any, where: str, *, from_text: bool) -> Any:
+    """``value`` as the type ``hint`` names; ``from_text``: parse it from a string (environment variables).
+    ``ConfigError`` naming the key and where the value came from when it is not one."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and type(None) in args:
+        if value is None or (from_text and str(value).strip().lower() in ("", "none")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        items = [v.strip() for v in value.split(",") if v.strip()] if from_text else (
+            [value] if isinstance(value, str) else value)
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r} (from {where})")
+        return tuple(items)
+    try:
+        if hint is bool:
+            if from_text and str(value).strip().lower() in _TRUE + _FALSE:
+                return str(value).strip().lower() in _TRUE
+            if isinstance(value, bool):
+                return value
+        elif hint is int:
+            if from_text:
+                return int(str(value).strip())
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif hint is float:
+            if from_text:
+                return float(str(value).strip())
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif hint is str:
+            if isinstance(value, str):
+                return value
+    except ValueError:
+        pass
+    name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+    raise ConfigError(f"{key}: expected {name}, got {value!r} ({type(value).__name__}, from {where})")
+
+
+def _known(values: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(RouterConfig)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: "
+                          f"{sorted(f.name for f in dataclasses.fields(RouterConfig))}")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The keys set in a TOML config file (top level or a ``[router]`` table); empty when there is no file."""
+    if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(target.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the config file {target}: {exc}") from exc
+        raise ConfigError(f"cannot read the config file {path}: {exc}") from exc
     values = data.get("router", data)
-    known = {f.name for f in dataclasses.fields(RouterConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{target}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
-    for var, key in ((C.ENV_CLOUD_URL, "cloud_url"), (C.ENV_CLOUD_MODEL, "cloud_model")):
-        if os.environ.get(var):
-            values.pop(key, None)  # the environment wins over the file
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path}: [router] must be a table")
+    _known(values, f"config file {path}")
     return dict(values)
+
+
+def load_config(arguments: Optional[dict[str, Any]] = None, *, file: Optional[Path] = None,
+                environ: Optional[Mapping[str, str]] = None, base: Optional[RouterConfig] = None) -> RouterConfig:
+    """The one configuration path: defaults < config file < environment < ``arguments``.
+
+    The file is ``file`` or ``edgeroute.paths.config_file()`` (TOML, keys named like ``RouterConfig``'s fields);
+    each key can also be set as ``$EDGEROUTE_<KEY>`` (e.g. ``EDGEROUTE_N_CTX=4096``, lists comma-separated). Every
+    value is checked against the field's type; a wrong one is a ``ConfigError`` naming the key and its source. With
+    ``base``, the file and the environment are skipped: ``arguments`` change that configuration. API keys never
+    belong in the file, only the name of the variable that holds one (``cloud_api_key_env``).
+    """
+    arguments = dict(arguments or {})
+    _known(arguments, "argument")
+    if base is not None:
+        return dataclasses.replace(base, **arguments)
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = file or paths.config_file()
+    for key, value in read_config_file(path).items():
+        values[key] = _check(key, value, _hints()[key], f"config file {path}", from_text=False)
+    for f in dataclasses.fields(RouterConfig):
+        var = C.ENV_PREFIX + f.name.upper()
+        if env.get(var):  # set and not empty
+            values[f.name] = _check(f.name, env[var], _hints()[f.name], f"${var}", from_text=True)
+    values.update(arguments)
+    return RouterConfig(**values)

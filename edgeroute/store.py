@@ -13,20 +13,24 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-import platformdirs
-
-from ._constants import APP_NAME, ENV_DATA_DIR, SQLITE_BUSY_TIMEOUT_S, TRACE_DB_NAME
+from . import paths
+from ._constants import SQLITE_BUSY_TIMEOUT_S
 from ._errors import StoreError, UnknownAnswerError
+from .migrations import Migration, has_column, has_table, migrate
 
-SCHEMA_VERSION = 2
+#: ``PRAGMA user_version`` of files written since schema 2 (kept so older releases refuse nothing they can read).
+LEGACY_SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
+#: The trace store's own tables, as migrations (``edgeroute.migrations``): 001 is schema 1 of the first
+#: releases, 002 the energy columns added in schema 2.
+MIGRATIONS = (
+    Migration("001-decisions-and-feedback", """
+CREATE TABLE decisions (
     id            TEXT PRIMARY KEY,
     created       REAL NOT NULL,          -- unix seconds
     prompt_hash   TEXT NOT NULL,          -- sha256 of the canonical messages JSON
@@ -40,40 +44,31 @@ CREATE TABLE IF NOT EXISTS decisions (
     tokens        TEXT NOT NULL,          -- JSON
     energy        TEXT NOT NULL,          -- JSON: total, local and cloud_wait parts, each with its method
     reason        TEXT,
-    error         TEXT,
-    joules        REAL,                   -- device-side total, J (NULL when unmeasured)
-    energy_method TEXT                    -- counter / power_integrated / os_model / estimated / unmeasured
+    error         TEXT
 );
-CREATE TABLE IF NOT EXISTS feedback (
+CREATE TABLE feedback (
     answer_id     TEXT NOT NULL REFERENCES decisions(id),
     created       REAL NOT NULL,
     correct       INTEGER,                -- 1 / 0 / NULL
     note          TEXT
 );
-CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
-"""
+CREATE INDEX feedback_answer ON feedback(answer_id);
+""", has_table("decisions")),
+    Migration("002-energy-columns", """
+ALTER TABLE decisions ADD COLUMN joules REAL;          -- device-side total, J (NULL when unmeasured)
+ALTER TABLE decisions ADD COLUMN energy_method TEXT    -- counter / power_integrated / os_model / estimated / unmeasured
+""", has_column("decisions", "joules")),
+)
 
 _JSON_COLUMNS = ("signals", "latency_ms", "tokens", "energy")
 
-#: Columns added after schema 1, as ``ALTER TABLE`` clauses, so older trace files are upgraded in place.
-_MIGRATIONS = {2: ("ADD COLUMN joules REAL", "ADD COLUMN energy_method TEXT")}
-
-
-def default_data_dir() -> Path:
-    """``$EDGEROUTE_DATA_DIR`` or the platform's user data directory for edgeroute."""
-    env = os.environ.get(ENV_DATA_DIR)
-    return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME))
-
-
-def default_trace_path() -> Path:
-    return default_data_dir() / TRACE_DB_NAME
 
 
 class TraceStore:
     """Append-only decision log with feedback. Thread-safe; one connection guarded by a lock."""
 
     def __init__(self, path: Optional[os.PathLike[str] | str] = None) -> None:
-        self.path = Path(path) if path is not None else default_trace_path()
+        self.path = Path(path) if path is not None else paths.trace_db()
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,31 +97,14 @@ class TraceStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
+            if version > LEGACY_SCHEMA_VERSION:
                 raise StoreError(f"{self.path} was written by a newer edgeroute (schema {version})")
-            conn.executescript(_SCHEMA)
-            if 0 < version < SCHEMA_VERSION:
-                self._migrate(conn, version)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            migrate(conn, "store", MIGRATIONS, where=str(self.path))
+            conn.execute(f"PRAGMA user_version={LEGACY_SCHEMA_VERSION}")  # what releases before migrations check
         except BaseException:
             conn.close()
             raise
         return conn
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection, version: int) -> None:
-        """Bring a schema-``version`` file up to date in one transaction."""
-        have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                for clause in _MIGRATIONS.get(v, ()):
-                    if clause.split()[2] not in have:
-                        conn.execute(f"ALTER TABLE decisions {clause}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def record(self, row: dict[str, Any]) -> None:
         """Append one decision. ``row`` has the ``decisions`` columns; JSON columns may be dicts."""
@@ -152,13 +130,11 @@ class TraceStore:
         with self.transaction() as conn:
             conn.execute(sql, params)
 
-    def add_tables(self, schema: str) -> None:
-        """Create other parts' tables in this file (``CREATE TABLE IF NOT EXISTS`` statements)."""
+    def migrate(self, owner: str, migrations: Sequence[Migration]) -> list[str]:
+        """Bring another part's tables in this file up to date (``edgeroute.migrations.migrate``): the names of
+        the migrations applied now."""
         with self._lock:
-            try:
-                self._conn.executescript(schema)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot create tables in the trace store {self.path}: {exc}") from exc
+            return migrate(self._conn, owner, migrations, where=str(self.path))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

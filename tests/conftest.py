@@ -22,8 +22,12 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEROUTE_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("EDGEROUTE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("EDGEROUTE_CONFIG", str(tmp_path / "config.toml"))  # none unless a test writes one
-    for var in ("EDGEROUTE_CLOUD_URL", "EDGEROUTE_CLOUD_MODEL", "EDGEROUTE_CLOUD_API_KEY"):
-        monkeypatch.delenv(var, raising=False)
+    from dataclasses import fields
+
+    from edgeroute import RouterConfig
+
+    for var in ["EDGEROUTE_CLOUD_API_KEY", *(f"EDGEROUTE_{f.name.upper()}" for f in fields(RouterConfig))]:
+        monkeypatch.delenv(var, raising=False)  # every configuration key can come from the environment
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgeroute.bench.report import CloudAssumptions, build_report, public
-from edgeroute.bench.runner import RunParams, cache_dir, run_local
+from edgeroute import paths
+from edgeroute.bench.runner import RunParams, run_local
 from edgeroute.testing import MockLocalModel
 from conftest import run_cli
 
@@ -42,7 +43,7 @@ def test_second_run_is_served_from_the_cache_and_a_new_model_file_invalidates_it
 def test_a_torn_cache_line_is_skipped_with_a_warning_and_regenerated():
     _, info = run_local(ITEMS, MockLocalModel(), progress=None)
     path = Path(info["cache"])
-    assert path.parent == cache_dir()
+    assert path.parent == paths.bench_cache_dir()
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])  # killed mid-write
     generated: list[str] = []

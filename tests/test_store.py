@@ -125,3 +125,82 @@ def test_a_schema_1_file_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         assert store.get("id-1")["joules"] == 2.5 and store.get("id-1")["energy_method"] == "estimated"
     with TraceStore(path) as store:  # reopening an upgraded file is a no-op
         assert list(store.ids()) == ["old", "id-1"]
+
+
+FIXTURE = __import__("pathlib").Path(__file__).parent / "data" / "traces-v0.1.0-schema2.sqlite3"
+
+
+def test_a_file_written_by_the_previous_release_is_upgraded_in_place_and_keeps_everything(tmp_path):
+    """tests/data/traces-v0.1.0-schema2.sqlite3 was written by release 0.1.0 before migrations were recorded
+    (three answers, two verdicts, the online policy's tables): its tables are marked applied, nothing is lost,
+    and the policy's learned updates are still there."""
+    import shutil
+    import sqlite3
+
+    from edgeroute.migrations import applied
+    from edgeroute.policy.state import PolicyState
+
+    path = tmp_path / "old.sqlite3"
+    shutil.copy(FIXTURE, path)
+    with TraceStore(path) as store:
+        ids = list(store.ids())
+        assert len(ids) == 3
+        verdicts = [fb["correct"] for i in ids for fb in store.get(i)["feedback"]]
+        assert verdicts == [True, False]
+        assert [store.get(i)["route"] for i in ids] == ["local", "local", "local"]  # as 0.1.0 recorded them
+        PolicyState(store)
+        conn = sqlite3.connect(path)
+        assert applied(conn, "store") == ["001-decisions-and-feedback", "002-energy-columns"]
+        assert applied(conn, "policy") == ["001-policy-tables"]
+        hows = {r[0] for r in conn.execute("SELECT how FROM schema_migrations")}
+        assert hows == {"marked (already present)"}  # nothing re-ran over the old tables
+        assert conn.execute("SELECT COUNT(*) FROM policy_updates").fetchone()[0] == 4
+        conn.close()
+        store.record(row(9))  # and it is writable
+        assert store.get("id-9")["route"] == "local"
+
+
+def test_a_schema_1_file_gets_the_missing_columns_and_a_newer_file_is_refused(tmp_path):
+    import sqlite3
+
+    from edgeroute.migrations import applied
+    from edgeroute.store import MIGRATIONS
+
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    from edgeroute.migrations import statements
+
+    for statement in statements(MIGRATIONS[0].sql):  # schema 1, as the first releases wrote it
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with TraceStore(path) as store:
+        store.record({**row(1), "joules": 1.5, "energy_method": "estimated"})
+        assert store.get("id-1")["joules"] == 1.5
+    conn = sqlite3.connect(path)
+    how = dict(conn.execute("SELECT name, how FROM schema_migrations WHERE owner = 'store'").fetchall())
+    assert how == {"001-decisions-and-feedback": "marked (already present)", "002-energy-columns": "run"}
+    conn.execute("INSERT INTO schema_migrations VALUES ('store', '003-from-the-future', 0, 'run')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer edgeroute.*003-from-the-future"):
+        TraceStore(path)
+    assert "003-from-the-future" in applied(sqlite3.connect(path), "store")  # refused, not rewritten
+
+
+def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path):
+    import sqlite3
+
+    from edgeroute.migrations import Migration, applied
+
+    with TraceStore(tmp_path / "t.db") as store:
+        bad = [Migration("001-ok", "CREATE TABLE plugin_a (x INTEGER)"),
+               Migration("002-bad", "CREATE TABLE plugin_b (x INTEGER); ALTER TABLE nowhere ADD COLUMN y")]
+        with pytest.raises(StoreError, match="cannot migrate plugin"):
+            store.migrate("plugin", bad)
+        conn = sqlite3.connect(tmp_path / "t.db")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "plugin_a" not in tables and "plugin_b" not in tables and applied(conn, "plugin") == []
+        conn.close()
+        assert store.migrate("plugin", bad[:1]) == ["001-ok"] and store.migrate("plugin", bad[:1]) == []

