@@ -146,12 +146,18 @@ class _Stream:
 
 
 class MockCloud(CloudBackend):
-    """A cloud that replays queued answers or raises queued ``CloudError``s; records every request."""
+    """A cloud that replays queued answers or raises queued ``CloudError``s; records every request.
+
+    Each queued item is exactly what the Router sees for one query, so the double declares ``retries`` and
+    ``breaks`` and the Router adds neither; wrap it in ``RetryingBackend`` / ``CircuitBreaker`` to test those
+    (or pass ``resilient=False`` to have the Router wrap it like any other backend)."""
 
     name = "mock-cloud"
 
-    def __init__(self, model: str = "mock-cloud-model", *, default: Optional[str] = "cloud answer") -> None:
+    def __init__(self, model: str = "mock-cloud-model", *, default: Optional[str] = "cloud answer",
+                 resilient: bool = True) -> None:
         self.model = model
+        self.retries = self.breaks = resilient
         self.default = default
         self._queue: deque[Union[str, CloudError]] = deque()
         self.requests: list[list[Message]] = []

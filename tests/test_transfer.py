@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeroute.bench import crossval as CV
 from edgeroute.bench import transfer as T
 from edgeroute.bench.datasets import load_items
 from edgeroute.policy.calibration import calibrate_selective
@@ -52,9 +53,9 @@ def test_cross_validation_never_trains_on_the_group_it_scores(level, monkeypatch
         calls.append(mask.copy())
         return real_fit(spec, d, mask)
 
-    monkeypatch.setattr(T, "fit", spy)
+    monkeypatch.setattr(CV, "fit", spy)
     spec = T.Spec(blocks=("answer_mean@0",), pcs=3, l2=1.0, gate="novelty", novelty_block="prompt@0")
-    r = T.cross_validate(spec, data, level)
+    r = CV.cross_validate(spec, data, level)
     groups = data.family if level == "lofo" else data.source
     assert len(calls) == len(set(groups.tolist())) == len(r.per_group)
     for (g, _, test), mask in zip(T.leave_one_group_out(groups), calls):
@@ -73,16 +74,16 @@ def test_at_chance_multiple_choice_families_are_found_and_left_out_of_training_o
 def test_coverage_at_and_oracle_coverage_hand_cases():
     conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
     y = np.array([1, 1, 0, 1, 0], dtype=float)
-    assert T.coverage_at(conf, y, 0.0) == pytest.approx(0.4)
-    assert T.coverage_at(conf, y, 0.25) == pytest.approx(0.8)  # 1 wrong among the top 4
-    assert T.coverage_at(conf, y, 0.5) == pytest.approx(1.0)
-    assert T.oracle_coverage(y, 0.0) == pytest.approx(0.6)
-    assert T.oracle_coverage(y, 0.25) == pytest.approx(0.8)
+    assert CV.coverage_at(conf, y, 0.0) == pytest.approx(0.4)
+    assert CV.coverage_at(conf, y, 0.25) == pytest.approx(0.8)  # 1 wrong among the top 4
+    assert CV.coverage_at(conf, y, 0.5) == pytest.approx(1.0)
+    assert CV.oracle_coverage(y, 0.0) == pytest.approx(0.6)
+    assert CV.oracle_coverage(y, 0.25) == pytest.approx(0.8)
     tied = np.array([0.9, 0.9, 0.9])
-    assert T.coverage_at(tied, np.array([1.0, 0.0, 1.0]), 0.1) == 0.0  # a tie group is accepted whole or not at all
-    at = T.accepted_error(conf, y, 0.7)
+    assert CV.coverage_at(tied, np.array([1.0, 0.0, 1.0]), 0.1) == 0.0  # a tie group is accepted whole or not at all
+    at = CV.accepted_error(conf, y, 0.7)
     assert at["coverage"] == pytest.approx(0.6) and at["accepted_error"] == pytest.approx(1 / 3)
-    rc = T.risk_coverage(conf, y, 0.25, best_single=-conf)
+    rc = CV.risk_coverage(conf, y, 0.25, best_single=-conf)
     assert rc["always_local"] == 0.0 and rc["always_cloud"] == 0.0 and rc["best_training_free"] == 0.0
 
 

@@ -75,6 +75,7 @@ def main() -> int:
         coef=tuple(coef.tolist()),
         intercept=b,
         model_sha256=model.fingerprint,
+        engine=model.golden(),
         info=(
             f"fitted by tools/fit_perplexity.py on the harness's train split ({result['n_train']} answers); "
             f"AUROC 5-fold CV {result['auroc_train_cv5']:.3f}, test {result['auroc_test']:.3f}"

@@ -7,7 +7,7 @@ labels from the grader. Only the ``train`` split is fitted and selected on: 60 %
 is not held out. The ``heldout-families`` (whole families, from sources that appear nowhere else) are never trained,
 selected or calibrated on, and ``test`` / ``calibration`` are only scored.
 
-Selection (``edgeroute.bench.transfer.select``), by leave-one-source-out (LOSO) AUROC on train (the average of the
+Selection (``edgeroute.bench.crossval.select``), by leave-one-source-out (LOSO) AUROC on train (the average of the
 mean per-source AUROC and the pooled one), in three rounds:
 
 1. which hidden-state blocks (none; answer means of one, two or four blocks; the prompt state), how many principal
@@ -41,19 +41,8 @@ import numpy as np
 from edgeroute.bench.datasets import load_items
 from edgeroute.bench.metrics import auroc
 from edgeroute.bench.runner import RunParams, run_local
-from edgeroute.bench.transfer import (
-    Dataset,
-    Fitted,
-    Spec,
-    at_chance_families,
-    build_dataset,
-    cross_validate,
-    export_layout,
-    fit,
-    linear,
-    select,
-    single_signal_cv,
-)
+from edgeroute.bench.crossval import cross_validate, select, single_signal_cv
+from edgeroute.bench.transfer import Dataset, Fitted, Spec, at_chance_families, build_dataset, export_layout, fit, linear
 from edgeroute.signals.probe import LAYOUT_VERSION, SCALAR_FEATURES
 from edgeroute.signals.query import QUERY_FEATURES
 
@@ -199,6 +188,7 @@ def main() -> int:
 
     model, _ = _model(args.model, selfref=True, hidden_layers="candidates")  # every block a probe may read
     fingerprint, n_embd, layer, layers = model.fingerprint, model.n_embd, model.hidden_layer, model.hidden_layers
+    engine = json.dumps(model.golden())  # recorded in both probes; the Router refuses them on an engine that differs
     items = load_items(args.data)
     records, _ = run_local(items, model, RunParams(max_tokens=args.max_tokens), need_hidden=True,
                            generate=not args.cached_only)
@@ -256,7 +246,7 @@ def main() -> int:
             "validation_auroc": f"{loso.mean:.4f}", "loso_mean_auroc": f"{loso.mean:.4f}",
             "loso_pooled_auroc": f"{loso.pooled:.4f}", "lofo_mean_auroc": f"{lofo.mean:.4f}",
             "novelty_tau": f"{final.tau:.4f}", "gate": best.gate,
-            "fallback": "training-free logistic" if best.gate == "novelty" else "none"}
+            "fallback": "training-free logistic" if best.gate == "novelty" else "none", "engine": engine}
     path = out_dir / "probe.onnx"
     export(path, "post", linear(final, layout), layout, meta)
     report["post_onnx"] = check_onnx(path, final, data.subset(data.split == "test"), layout, "post")
@@ -291,7 +281,7 @@ def main() -> int:
     pre_meta = {"model_sha256": fingerprint, "trained_on": meta["trained_on"],
                 "model_type": json.dumps({"type": "transfer-logistic", **pre_best.to_dict()}),
                 "validation": meta["validation"], "validation_auroc": f"{pre_loso.mean:.4f}",
-                "novelty_tau": f"{pre.tau:.4f}", "skip_threshold": f"{threshold:.8g}"}
+                "novelty_tau": f"{pre.tau:.4f}", "skip_threshold": f"{threshold:.8g}", "engine": engine}
     pre_path = out_dir / "pregen.onnx"
     export(pre_path, "pre", linear(pre, pre_layout), pre_layout, pre_meta)
     report["pre_onnx"] = check_onnx(pre_path, pre, test, pre_layout, "pre")

@@ -226,7 +226,7 @@ def calibrate(
         records, _ = run_local(items, local_model, params, progress=progress, need_hidden=_needs_hidden(signals),
                                need_selfref=selfref)
         records = rescore(records, items, signals)
-        fingerprint = local_model.fingerprint
+        fingerprint, engine = local_model.fingerprint, local_model.golden()
     finally:
         if owned:
             local_model.close()
@@ -245,7 +245,7 @@ def calibrate(
     source = confidence_signal(signals)
     assert source is not None
     cal = replace(cal, model=fingerprint, confidence_id=source.confidence_id,
-                  source=data or "edgeroute's calibration split", covers=covers(items))
+                  source=data or "edgeroute's calibration split", covers=covers(items), engine=engine)
     path = save_calibration(cal, Path(out) if out else None) if save else None
     return cal, path
 

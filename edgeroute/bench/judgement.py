@@ -27,16 +27,8 @@ from ..signals.probe import SCALAR_FEATURES, ProbeSignal, model_identity
 from .datasets import load_items
 from .metrics import auroc
 from .runner import RunParams, rescore, run_local
-from .transfer import (
-    Dataset,
-    Spec,
-    accepted_error,
-    build_dataset,
-    cross_validate,
-    risk_coverage,
-    signal_sign,
-    single_signal_cv,
-)
+from .crossval import accepted_error, cross_validate, risk_coverage, signal_sign, single_signal_cv
+from .transfer import Dataset, Spec, build_dataset
 
 SPLIT_ORDER = ("test", "calibration", "heldout-families")
 

@@ -43,6 +43,13 @@ class AnthropicBackend(CloudBackend):
 
     name = "anthropic"
 
+    @classmethod
+    def from_config(cls, config: Any) -> "AnthropicBackend":
+        """``cloud_model``, ``cloud_url``, ``cloud_api_key_env`` and the timeouts of a ``RouterConfig``."""
+        return cls(config.cloud_model, base_url=config.cloud_url or DEFAULT_BASE_URL,
+                   api_key_env=config.cloud_api_key_env, connect_timeout_s=config.connect_timeout_s,
+                   read_timeout_s=config.read_timeout_s)
+
     def __init__(
         self,
         model: str,

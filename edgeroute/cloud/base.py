@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from ..messages import Message
 
@@ -29,6 +29,21 @@ class CloudBackend(abc.ABC):
     name: str = "cloud"
     #: Model name requested from the provider.
     model: str = ""
+    #: Declared capabilities: this backend already retries failed requests (``retries``) or breaks the circuit
+    #: (``breaks``); the Router adds only what is missing.
+    retries: bool = False
+    breaks: bool = False
+
+    @property
+    def reachable(self) -> bool:
+        """False while the backend knows the cloud is not there (e.g. an open circuit): the policy then plans for
+        the local answer. Default: True."""
+        return True
+
+    @classmethod
+    def from_config(cls, config: Any) -> "CloudBackend":
+        """Build from a ``RouterConfig`` (the provider registry's factory). Providers override this."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a configuration")
 
     @abc.abstractmethod
     def complete(

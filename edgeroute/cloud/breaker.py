@@ -48,6 +48,7 @@ class CircuitBreaker(CloudBackend):
         if failures < 1 or cooldown_s <= 0 or probe_timeout_s <= 0:
             raise ConfigError("breaker failures must be >= 1 and its times > 0 seconds")
         self.inner, self.name, self.model = inner, inner.name, inner.model
+        self.retries = inner.retries
         self.failures, self.base_cooldown_s, self.max_cooldown_s = failures, cooldown_s, max_cooldown_s
         self.probe_timeout_s, self._clock = probe_timeout_s, clock
         self._lock = threading.Lock()
@@ -56,6 +57,13 @@ class CircuitBreaker(CloudBackend):
         self._opened_at: Optional[float] = None
         self._probing = False
         self.last_error = ""
+
+    breaks = True
+
+    @property
+    def reachable(self) -> bool:
+        """False while the circuit is open."""
+        return self.state != "open" and self.inner.reachable
 
     @property
     def state(self) -> str:

@@ -46,6 +46,12 @@ class OpenAICompatBackend(CloudBackend):
 
     name = "openai-compatible"
 
+    @classmethod
+    def from_config(cls, config: Any) -> "OpenAICompatBackend":
+        """``cloud_url``, ``cloud_model``, ``cloud_api_key_env`` and the timeouts of a ``RouterConfig``."""
+        return cls(config.cloud_url, config.cloud_model, api_key_env=config.cloud_api_key_env,
+                   connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s)
+
     def __init__(
         self,
         base_url: str,

@@ -85,6 +85,7 @@ class RetryingBackend(CloudBackend):
         if max_retries < 0 or deadline_s <= 0:
             raise ConfigError("max_retries must be >= 0 and deadline_s > 0 seconds")
         self.inner, self.max_retries, self.deadline_s = inner, max_retries, deadline_s
+        self.retries, self.breaks = True, inner.breaks
         self.name, self.model = inner.name, inner.model
         self._sleep, self._clock, self._rng = sleep, clock, rng or random.Random()
         self._lock = threading.Lock()
@@ -152,6 +153,10 @@ class RetryingBackend(CloudBackend):
                 attempt += 1
             finally:
                 inner.close()
+
+    @property
+    def reachable(self) -> bool:
+        return self.inner.reachable
 
     def close(self) -> None:
         self.inner.close()

@@ -6,12 +6,11 @@ says which backends exist here and why the others do not.
 """
 
 from .base import Availability, EnergyMeter, EnergyReading, QueryEnergy, Sample, combine
-from .detect import BACKENDS, build_monitor, probe_backends
+from .detect import build_monitor, probe_backends
 from .estimate import EstimateMeter
 from .monitor import EnergyMonitor, EnergyWindow
 
 __all__ = [
-    "BACKENDS",
     "Availability",
     "EnergyMeter",
     "EnergyMonitor",

@@ -188,6 +188,11 @@ class EnergyMeter(abc.ABC):
             return Availability(self.name, False, str(exc), self.method, self.scope)
         return Availability(self.name, True, self.describe(), self.method, self.scope)
 
+    def may_become_available(self) -> bool:
+        """True when an unavailable meter may work later in this process (a battery on AC power): the monitor
+        then keeps it and tries it at every window. Default: False."""
+        return False
+
     def describe(self) -> str:
         """What this meter reads, for ``edgeroute energy``."""
         return f"{self.name}: {self.scope}"

@@ -52,6 +52,9 @@ class BatteryMeter(EnergyMeter):
             found.append(path)
         return found
 
+    def may_become_available(self) -> bool:
+        return self.present()
+
     def present(self) -> bool:
         """True when a system battery exists, discharging or not (it may start discharging later)."""
         try:

@@ -1,33 +1,19 @@
-"""Which energy backends exist here, why the others do not, and the monitor built from them."""
+"""Which energy backends exist here, why the others do not, and the monitor built from them. The backends are
+the ``edgeroute.registry.METERS`` registry: a new meter is one file plus one line there (or a plugin)."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
-from .._errors import ConfigError
-from .apple import AppleMeter
+from ..registry import METERS
 from .base import Availability, EnergyMeter
-from .battery import BatteryMeter
-from .emi import EmiMeter
 from .estimate import EstimateMeter
 from .monitor import EnergyMonitor
-from .nvml import NvmlMeter
-from .rapl import RaplMeter
-
-#: Every backend, in detection order. A new meter is one file plus one line here.
-BACKENDS: dict[str, Callable[[], EnergyMeter]] = {
-    "rapl": RaplMeter,
-    "nvml": NvmlMeter,
-    "apple": AppleMeter,
-    "emi": EmiMeter,
-    "battery": BatteryMeter,
-    "estimate": EstimateMeter,
-}
 
 
 def probe_backends(meters: Optional[Sequence[EnergyMeter]] = None) -> list[Availability]:
-    """Availability of each backend (all of ``BACKENDS`` by default), with the reason for each one rejected."""
-    made = list(meters) if meters is not None else [factory() for factory in BACKENDS.values()]
+    """Availability of each backend (every registered meter by default), with the reason for each one rejected."""
+    made = list(meters) if meters is not None else [METERS.get(name)() for name in METERS.names()]
     try:
         return [m.availability() for m in made]
     finally:
@@ -39,8 +25,8 @@ def _usable(meter: EnergyMeter) -> tuple[bool, str]:
     status = meter.availability()
     if status.available:
         return True, ""
-    if isinstance(meter, BatteryMeter) and meter.present():
-        return True, ""  # on AC now, may discharge later: the monitor tries it at every window
+    if meter.may_become_available():
+        return True, ""  # e.g. a battery on AC now, which may discharge later: the monitor tries it at every window
     return False, status.reason
 
 
@@ -57,17 +43,15 @@ def build_monitor(
     reported on every reading. By default every CPU-side backend is tried, and NVML only when ``gpu`` (the local
     model runs on an NVIDIA GPU). The estimate is always the fallback.
     """
-    if names is not None:
-        unknown = sorted(set(names) - set(BACKENDS))
-        if unknown:
-            raise ConfigError(f"unknown energy backend(s) {unknown}; known: {list(BACKENDS)}")
-    wanted = list(names) if names is not None else [n for n in BACKENDS if n != "nvml" or gpu]
+    for name in names or ():
+        METERS.check(name, "energy_meters")
+    wanted = list(names) if names is not None else [n for n in METERS.names() if n != "nvml" or gpu]
     meters: list[EnergyMeter] = []
     notes: list[str] = []
     for name in wanted:
         if name == "estimate":
             continue
-        meter = BACKENDS[name]()
+        meter = METERS.get(name)()
         ok, reason = _usable(meter)
         if ok:
             meters.append(meter)

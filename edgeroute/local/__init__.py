@@ -2,6 +2,6 @@
 
 from .base import Generation, LocalModel
 from .llama import LlamaCppModel
-from .resolve import default_model_path, resolve_model_path, user_model_dir
+from .resolve import default_model_path, resolve_model_path
 
-__all__ = ["Generation", "LlamaCppModel", "LocalModel", "default_model_path", "resolve_model_path", "user_model_dir"]
+__all__ = ["Generation", "LlamaCppModel", "LocalModel", "default_model_path", "resolve_model_path"]

@@ -6,7 +6,7 @@ import abc
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 
@@ -77,6 +77,19 @@ class LocalModel(abc.ABC):
     n_ctx: int = 0
     #: True when generation runs on a GPU: the Router's energy monitor then adds the GPU meters (NVML).
     uses_gpu: bool = False
+    # Declared capabilities (the Router reads these, never the engine's type):
+    #: True when ``stream`` fills the Generation's hidden states and ``prompt_hidden`` works.
+    hidden_states: bool = False
+    #: Width of one hidden state, floats (None: no hidden states).
+    n_embd: Optional[int] = None
+    #: The primary block the hidden states come from (0-based), and every block captured.
+    hidden_layer: Optional[int] = None
+    hidden_layers: tuple[int, ...] = ()
+    #: The loaded Self-REF adapter (``local.selfref.SelfRefAdapter``), or None.
+    selfref: Optional[Any] = None
+    #: The inference engine and its version (e.g. "llama-cpp-python 0.3.36"); "" for engines that have none
+    #: (fitted artifacts are then not checked against it).
+    engine_version: str = ""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -121,6 +134,17 @@ class LocalModel(abc.ABC):
     ) -> Generation:
         """Run ``stream`` to completion and return the ``Generation``."""
         return drain(self.stream(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel))
+
+    def golden(self) -> Optional[dict[str, Any]]:
+        """This engine's golden measurement (``local.golden``), measured once; None without ``engine_version``."""
+        if not self.engine_version:
+            return None
+        cached = self.__dict__.get("_golden")
+        if cached is None:
+            from .golden import measure
+
+            cached = self.__dict__["_golden"] = measure(self)
+        return cached
 
     def close(self) -> None:
         """Free native resources. Idempotent."""

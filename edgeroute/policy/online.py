@@ -52,6 +52,24 @@ class LinUCBPolicy(Policy):
     to a cloud answer at once (None: wait for feedback like local answers).
     """
 
+    @classmethod
+    def from_config(cls, threshold: float, config: Any, *, store: Optional[TraceStore] = None,
+                    model_key: str = "") -> "LinUCBPolicy":
+        """The policy registry's factory: the reward from ``preset`` and the lambdas; it learns from feedback kept
+        in ``store`` (required)."""
+        if store is None:
+            raise ConfigError("routing='linucb' learns from feedback kept in the trace store: it needs trace=True")
+        return cls(
+            threshold,
+            weights=RewardWeights.preset(config.preset, energy=config.lambda_energy, latency=config.lambda_latency,
+                                         cost=config.lambda_cost),
+            model_key=model_key,
+            store=store,
+            allow_below_threshold=config.allow_below_threshold,
+            cloud_quality_prior=config.cloud_quality_prior if config.cloud_quality_prior >= 0 else None,
+            on_unknown=config.on_unknown,
+        )
+
     def __init__(
         self,
         threshold: float,

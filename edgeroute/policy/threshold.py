@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from .._errors import ConfigError
 from .base import Decision, Policy
@@ -14,6 +14,11 @@ class ThresholdPolicy(Policy):
     A truncated answer always escalates. An unknown confidence (no token generated) follows ``on_unknown``:
     ``"escalate"`` (default) or ``"accept"``.
     """
+
+    @classmethod
+    def from_config(cls, threshold: float, config: Any, *, store: Any = None, model_key: str = "") -> "ThresholdPolicy":
+        """The policy registry's factory."""
+        return cls(threshold, config.on_unknown)
 
     def __init__(self, threshold: float, on_unknown: str = "escalate") -> None:
         if not 0.0 <= threshold <= 1.0:

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..local.base import Generation
+from ..local.base import Generation, LocalModel
 from ..messages import Message
 
 #: Stage-1 output: named floats and vectors.
@@ -35,6 +35,12 @@ class Signal(abc.ABC):
     name: str = "signal"
     provides_confidence: Optional[str] = None
     confidence_id: str = ""
+
+    @classmethod
+    def from_model(cls, model: LocalModel, config: Any) -> Union["Signal", list["Signal"], None]:
+        """The signal registry's factory: this signal for ``model`` under a ``RouterConfig``, a list of signals,
+        or None when it does not apply to the model. Default: ``cls()``."""
+        return cls()
 
     def features(self, generation: Generation, messages: Sequence[Message]) -> Features:
         """Stage 1: this signal's evidence from ``generation`` (floats and vectors); default: nothing."""

@@ -35,6 +35,8 @@ class LogisticMap:
     intercept: float
     model_sha256: str = ""
     info: str = ""
+    #: The engine record it was fitted with (``local.golden``), or None.
+    engine: Optional[dict[str, Any]] = None
 
     def __call__(self, x: Sequence[float]) -> float:
         z = self.intercept + sum(c * (v - m) / s for c, v, m, s in zip(self.coef, x, self.mean, self.scale))
@@ -52,6 +54,7 @@ class LogisticMap:
             intercept=float(d["intercept"]),
             model_sha256=str(d.get("model_sha256", "")),
             info=str(d.get("info", "")),
+            engine=d.get("engine") if isinstance(d.get("engine"), dict) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +66,7 @@ class LogisticMap:
             "intercept": self.intercept,
             "model_sha256": self.model_sha256,
             "info": self.info,
+            **({"engine": self.engine} if self.engine else {}),
         }
 
 
@@ -87,13 +91,16 @@ class PerplexitySignal(Signal):
     name = "perplexity"
     provides_confidence = "perplexity_confidence"
 
+    @classmethod
+    def from_model(cls, model: Any, config: Any) -> "PerplexitySignal":
+        return cls(model_sha256=model.fingerprint)
+
     def __init__(self, mapping: Optional[LogisticMap] = None, model_sha256: str = "") -> None:
         self.mapping = mapping or load_shipped_map()
         self.calibrated = bool(self.mapping.model_sha256) and self.mapping.model_sha256 == model_sha256
         #: Identifies the confidence function: thresholds calibrated on another map do not apply to this one.
-        self.confidence_id = hashlib.sha256(
-            json.dumps(self.mapping.to_dict(), sort_keys=True).encode()
-        ).hexdigest()[:16]
+        weights = {k: v for k, v in self.mapping.to_dict().items() if k != "engine"}  # the function, not its record
+        self.confidence_id = hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest()[:16]
 
     def features(self, generation: Generation, messages: Sequence[Message]) -> Features:
         x = features(generation)

@@ -111,13 +111,21 @@ def scalar_values(generation: Generation, messages: Sequence[Message]) -> dict[s
 def model_identity(model: Any) -> dict[str, Any]:
     """The keyword arguments that tie a probe to a ``LocalModel``: its fingerprint, hidden-state width, captured
     blocks and primary block."""
-    return {"model_sha256": model.fingerprint, "n_embd": getattr(model, "n_embd", None),
-            "hidden_layers": tuple(getattr(model, "hidden_layers", ()) or ()) or None,
-            "hidden_layer": getattr(model, "hidden_layer", None)}
+    return {"model_sha256": model.fingerprint, "n_embd": model.n_embd,
+            "hidden_layers": tuple(model.hidden_layers or ()) or None, "hidden_layer": model.hidden_layer}
 
 
 class _Onnx:
     """One onnxruntime session and the file's metadata; ``error`` says why it is unusable (None when usable)."""
+
+    @property
+    def engine(self) -> Optional[dict[str, Any]]:
+        """The engine record it was fitted with (``local.golden``), or None for files from before engine records."""
+        try:
+            record = json.loads(self.meta.get("engine", "null"))
+        except ValueError:
+            return None
+        return record if isinstance(record, dict) else None
 
     def __init__(self, path: Union[str, Path], kind: str, model_sha256: str, n_embd: Optional[int],
                  hidden_layers: Optional[Sequence[int]]) -> None:
@@ -192,6 +200,20 @@ class ProbeSignal(Signal):
     name = "probe"
     provides_confidence = "combined_confidence"
 
+    @classmethod
+    def from_model(cls, model: Any, config: Any) -> list[Signal]:
+        """The shipped probe when it fits ``model`` (none otherwise), followed by its blend with the Self-REF
+        confidence when the engine runs an adapter."""
+        probe = cls(**model_identity(model))
+        if not probe.available:
+            return []
+        out: list[Signal] = [probe]
+        if model.selfref is not None:
+            from .selfref import SelfRefBlend
+
+            out.append(SelfRefBlend(probe.confidence_id, model.selfref.sha256))
+        return out
+
     def __init__(self, path: Optional[Union[str, Path]] = None, *, model_sha256: str = "",
                  n_embd: Optional[int] = None, hidden_layers: Optional[Sequence[int]] = None,
                  hidden_layer: Optional[int] = None) -> None:
@@ -208,6 +230,11 @@ class ProbeSignal(Signal):
     @property
     def available(self) -> bool:
         return self.error is None
+
+    @property
+    def engine(self) -> Optional[dict[str, Any]]:
+        """The engine record of the probe file (None: none recorded)."""
+        return self._onnx.engine if self._onnx is not None else None
 
     def features(self, generation: Generation, messages: Sequence[Message]) -> Features:
         if not self.available:
@@ -261,6 +288,11 @@ class PregenProbe:
     @property
     def available(self) -> bool:
         return self.error is None
+
+    @property
+    def engine(self) -> Optional[dict[str, Any]]:
+        """The engine record of the probe file (None: none recorded)."""
+        return self._onnx.engine if self._onnx is not None else None
 
     def score(self, prompt_hidden: np.ndarray, messages: Sequence[Message]) -> float:
         assert self._onnx is not None

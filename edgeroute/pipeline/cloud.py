@@ -1,0 +1,72 @@
+"""The cloud steps: whether this query may leave the device, and streaming the cloud's answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Optional
+
+from .._errors import CloudError
+from ..answer import Route, StreamEvent
+from ..assembly import Parts
+from ..cloud.base import CloudAnswer
+from ..device import DeviceWatch
+from .work import Work, energy_begin, energy_end
+
+
+def cloud_block(parts: Parts, work: Work) -> Optional[tuple[Route, str]]:
+    """Why the cloud cannot be used for this query (route to report, reason), or None when it can."""
+    if work.private:
+        return "local", "private prompt: kept on the device"
+    if parts.privacy is not None:
+        kinds = parts.privacy.kinds_in([m["content"] for m in work.messages])
+        if kinds:
+            work.flags.append("sensitive")
+            return "local", f"sensitive data detected ({', '.join(kinds)}): kept on the device"
+    if parts.config.local_only:
+        return "local", "local_only: escalation disabled"
+    if parts.cloud is None:
+        if parts.cloud_disabled:
+            return "local-offline", parts.cloud_disabled
+        return "local-offline", "cloud not configured (set cloud_url or $EDGEROUTE_CLOUD_URL)"
+    return None
+
+
+def cloud_stream(
+    parts: Parts, device: DeviceWatch, work: Work, escalating: Optional[str]
+) -> Generator[StreamEvent, None, tuple[Optional[CloudAnswer], list[str], Optional[CloudError]]]:
+    """Stream the cloud's answer to the caller: (answer, pieces sent, error). ``escalating`` (the reason) is
+    announced with an ``escalate`` event just before the first piece, so a cloud that fails before answering
+    leaves the local text standing. A failure after a piece was sent is not retried; it is flagged ``partial``."""
+    assert parts.cloud is not None
+    t = time.perf_counter()
+    window = energy_begin(parts.energy, "thread")
+    pieces: list[str] = []
+    reply: Optional[CloudAnswer] = None
+    error: Optional[CloudError] = None
+    stream = parts.cloud.stream(work.messages, max_tokens=work.max_tokens, temperature=parts.config.temperature)
+    try:
+        while True:
+            try:
+                piece = next(stream)
+            except StopIteration as stop:
+                reply = stop.value
+                break
+            if not pieces and escalating is not None:
+                yield StreamEvent("escalate", text=escalating, source="cloud")
+            pieces.append(piece)
+            yield StreamEvent("token", text=piece, source="cloud")
+    except CloudError as exc:
+        error = exc
+        work.error = f"{type(exc).__name__}: {exc}"
+        if pieces:
+            work.flags.append("partial")
+    finally:
+        stream.close()
+        work.latency_ms["cloud"] = (time.perf_counter() - t) * 1000.0
+        work.energy_cloud = energy_end(parts.energy, window)
+    if reply is not None:
+        device.cloud_answered(work.latency_ms["cloud"] / 1000.0)
+        work.tokens["cloud_prompt"] = reply.prompt_tokens
+        work.tokens["cloud_completion"] = reply.completion_tokens
+    return reply, pieces, error

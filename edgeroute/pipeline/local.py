@@ -1,0 +1,81 @@
+"""The local steps: the pre-generation probe (prefill only), local generation, and judging the answer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Optional
+
+from ..answer import StreamEvent
+from ..assembly import Parts
+from ..local.base import Generation
+from ..policy.base import Decision
+from ..policy.context import Situation
+from ..signals.base import confidence_of, evaluate, floats
+from ..signals.repetition import ends_in_loop
+from .work import Work, energy_begin, energy_end
+
+#: (work, generation or None) -> what the policy sees of the query now.
+SituationOf = Callable[[Work, Optional[Generation]], Situation]
+
+
+def pregen_score(parts: Parts, gate: threading.Lock, work: Work) -> Optional[float]:
+    """Run the pre-generation probe (prefill only): P(local answer correct), or None without a probe."""
+    probe = parts.pregen
+    if probe is None:
+        return None
+    t = time.perf_counter()
+    with gate:
+        window = energy_begin(parts.energy, "process")
+        try:
+            hidden = parts.local.prompt_hidden(work.messages)
+            score = probe.score(hidden, work.messages) if hidden is not None else None
+        finally:
+            work.energy_pregen = energy_end(parts.energy, window)
+    work.latency_ms["pregen"] = (time.perf_counter() - t) * 1000.0
+    if score is not None:
+        work.signals["pregen_confidence"] = score
+    return score
+
+
+def generate(parts: Parts, gate: threading.Lock, work: Work,
+             cancel: Optional[threading.Event]) -> Generator[StreamEvent, None, Generation]:
+    """Stream the local answer as ``token`` events; the generator returns the ``Generation``. ``gate`` serialises
+    generations (the model has one context); the energy window opens inside it, so a query waiting for the model
+    is not charged for another query's compute."""
+    with gate:
+        window = energy_begin(parts.energy, "process")
+        stream = parts.local.stream(work.messages, max_tokens=work.max_tokens,
+                                    temperature=parts.config.temperature, cancel=cancel)
+        try:
+            while True:
+                try:
+                    piece = next(stream)
+                except StopIteration as stop:
+                    generation: Generation = stop.value
+                    break
+                yield StreamEvent("token", text=piece, source="local")
+        finally:
+            stream.close()
+            work.energy_local = energy_end(parts.energy, window)
+    work.latency_ms["prefill"] = generation.prefill_s * 1000.0
+    work.latency_ms["decode"] = generation.decode_s * 1000.0
+    work.tokens["prompt"] = generation.prompt_tokens
+    work.tokens["completion"] = generation.completion_tokens
+    if generation.truncated:
+        work.flags.append("truncated")
+    if ends_in_loop(generation.token_ids):
+        work.flags.append("repetition")
+    return generation
+
+
+def judge(parts: Parts, work: Work, generation: Generation, situation: SituationOf) -> Decision:
+    """Compute the signals and the confidence, then ask the policy."""
+    t = time.perf_counter()
+    values = evaluate(parts.signals, generation, work.messages)
+    work.signals.update(floats(values))
+    work.confidence = confidence_of(parts.signals, values)
+    decision = parts.policy.judge(work.id, situation(work, generation))
+    work.latency_ms["signals"] = (time.perf_counter() - t) * 1000.0
+    return decision

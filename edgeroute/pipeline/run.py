@@ -1,0 +1,138 @@
+"""The order of the steps for one query, and the decisions between them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from typing import Optional
+
+from .._errors import PromptTooLongError
+from ..answer import Answer, Route, StreamEvent
+from ..assembly import Parts
+from ..cloud.base import CloudAnswer
+from ..device import DeviceWatch
+from ..local.base import Generation
+from ..messages import PromptLike, normalize
+from ..policy.base import Decision
+from ..policy.context import Situation
+from . import cloud as cloud_step
+from . import local as local_step
+from .record import Verifier, settle, trace
+from .work import Work, answer_of
+
+
+class Pipeline:
+    """Runs queries over ``parts``. ``verifier`` grades every answer for a learning policy. Thread-safe: local
+    generations are serialised by one gate (the model has one context)."""
+
+    def __init__(self, parts: Parts, verifier: Optional[Verifier] = None) -> None:
+        self.parts = parts
+        self.verifier = verifier
+        #: What the online policy knows of the device (power source, cloud latency).
+        self.device = DeviceWatch()
+        self.gate = threading.Lock()
+
+    def run(
+        self, prompt: PromptLike, *, max_tokens: Optional[int], private: bool, cancel: Optional[threading.Event]
+    ) -> Generator[StreamEvent, None, Answer]:
+        """Yield the query's ``StreamEvent``s; the generator returns the ``Answer`` (also in the ``done`` event)."""
+        parts = self.parts
+        work = Work(normalize(prompt), max_tokens or parts.config.max_tokens, private)
+        block = cloud_step.cloud_block(parts, work)
+        work.cloud_ok = block is None
+        route: Route
+        skip = self._pregen_skip(work) if block is None else None
+        reply: Optional[CloudAnswer] = None
+        pieces: list[str] = []
+        if skip is not None:
+            reply, pieces, cloud_exc = yield from cloud_step.cloud_stream(parts, self.device, work, None)
+            if cloud_exc is not None and not pieces:
+                work.warnings.append(f"{skip}, but the cloud failed ({work.error}): answered locally")
+        if reply is not None or pieces:
+            route, text = "cloud", reply.text if reply is not None else "".join(pieces)
+            cloud_model = reply.model if reply is not None else ""
+            reason = f"{skip}: local generation skipped"
+            if reply is None:
+                reason += f"; the cloud's stream broke ({work.error}): partial answer"
+            work.flags.append("pregen_skip")
+        else:
+            route, text, reason, cloud_model = yield from self._local_first(work, block, cancel)
+        answer = answer_of(work, route=route, text=text, reason=reason, cloud_model=cloud_model,
+                           threshold=parts.policy.threshold, threshold_source=parts.threshold_source,
+                           model=parts.local.name)
+        trace(parts, work, answer)
+        settle(parts, self.verifier, work, answer)
+        yield StreamEvent("done", answer=answer)
+        return answer
+
+    def situation(self, work: Work, generation: Optional[Generation] = None) -> Situation:
+        """What the policy sees of this query now."""
+        cloud = self.parts.cloud
+        reachable = work.cloud_ok and (cloud is None or cloud.reachable)
+        return Situation(work.messages, work.signals, work.confidence,
+                         bool(generation is not None and generation.truncated), self.device.state(reachable),
+                         repeating="repetition" in work.flags)
+
+    def _pregen_skip(self, work: Work) -> Optional[str]:
+        """The reason to skip local generation, or None: the policy's pre-generation decision, else the
+        pre-generation probe's threshold."""
+        parts = self.parts
+        probed: list[Optional[float]] = []
+
+        def probe() -> Optional[float]:  # runs the prefill at most once
+            if not probed:
+                probed.append(local_step.pregen_score(parts, self.gate, work))
+            return probed[0]
+
+        decision = parts.policy.before(work.id, self.situation(work), probe if parts.pregen is not None else None)
+        if decision is not None:
+            return decision.reason if decision.escalate else None
+        score = probe() if parts.pregen is not None else None
+        if score is not None and parts.pregen is not None and score < parts.pregen.threshold:
+            return f"pre-generation probe: P(correct) {score:.3f} < {parts.pregen.threshold:.3f}"
+        return None
+
+    def _local_first(
+        self, work: Work, block: Optional[tuple[Route, str]], cancel: Optional[threading.Event]
+    ) -> Generator[StreamEvent, None, tuple[Route, str, str, str]]:
+        """Generate locally, judge, and escalate when the policy says so and the cloud can be used:
+        (route, text, reason, cloud model)."""
+        parts = self.parts
+        generation: Optional[Generation] = None
+        try:
+            generation = yield from local_step.generate(parts, self.gate, work, cancel)
+            decision = local_step.judge(parts, work, generation, self.situation)
+        except PromptTooLongError as exc:
+            work.flags.append("prompt_too_long")
+            work.tokens["prompt"] = exc.prompt_tokens
+            if block is not None:
+                raise PromptTooLongError(
+                    f"{exc}; cannot escalate: {block[1]}", prompt_tokens=exc.prompt_tokens, n_ctx=exc.n_ctx
+                ) from None
+            decision = Decision(True, str(exc))
+
+        text = generation.text if generation is not None else ""
+        if not decision.escalate:
+            return "local", text, decision.reason, ""
+        if block is not None:
+            route, why = block
+            work.flags.append("low_confidence")
+            if route == "local-offline":
+                work.flags.append("offline")
+            return route, text, f"{decision.reason}; not escalated: {why}", ""
+        reply, pieces, cloud_exc = yield from cloud_step.cloud_stream(parts, self.device, work, decision.reason)
+        if reply is not None:
+            return "cloud", reply.text, f"escalated: {decision.reason}", reply.model
+        if pieces:  # the caller has seen part of the cloud's answer: no silent retry, flagged
+            return ("cloud", "".join(pieces),
+                    f"escalated: {decision.reason}; the cloud's stream broke ({work.error}): partial answer", "")
+        if generation is None:
+            raise PromptTooLongError(
+                f"{decision.reason}; and the cloud failed: {cloud_exc}",
+                prompt_tokens=work.tokens["prompt"],
+                n_ctx=parts.local.n_ctx,
+            ) from cloud_exc
+        if parts.config.cloud_required and cloud_exc is not None:
+            raise cloud_exc  # strict mode: the caller asked for the cloud's answer or an error
+        work.flags += ["low_confidence", "offline"]
+        return "local-offline", text, f"{decision.reason}; cloud failed: {work.error}", ""

@@ -1,0 +1,79 @@
+"""The state of one query while it moves through the pipeline, the energy window helpers, and the Answer it
+becomes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..answer import Answer, Route
+from ..energy.base import EnergyReading, QueryEnergy, combine
+from ..energy.cputime import CpuScope
+from ..energy.monitor import EnergyMonitor, EnergyWindow
+from ..messages import Message
+
+ENERGY_OFF = "energy metering disabled (energy=False)"
+
+
+@dataclass
+class Work:
+    """Mutable state of one query. Times in ms (``latency_ms``), token counts per side (``tokens``)."""
+
+    messages: list[Message]
+    max_tokens: int
+    private: bool
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=lambda: dict(prompt=0, completion=0, cloud_prompt=0, cloud_completion=0))
+    signals: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    confidence: Optional[float] = None
+    error: Optional[str] = None
+    energy_local: Optional[EnergyReading] = None
+    energy_pregen: Optional[EnergyReading] = None
+    energy_cloud: Optional[EnergyReading] = None
+    cloud_ok: bool = False  # the cloud may be used for this query (not private, configured, not disabled)
+
+
+def energy_begin(monitor: Optional[EnergyMonitor], cpu: CpuScope) -> Optional[EnergyWindow]:
+    return monitor.begin(cpu) if monitor is not None else None
+
+
+def energy_end(monitor: Optional[EnergyMonitor], window: Optional[EnergyWindow]) -> EnergyReading:
+    if monitor is None or window is None:
+        return EnergyReading.unmeasured(ENERGY_OFF)
+    return monitor.end(window)
+
+
+def answer_of(work: Work, *, route: Route, text: str, reason: str, cloud_model: str, threshold: float,
+              threshold_source: str, model: str) -> Answer:
+    """The finished query as the caller sees it."""
+    work.latency_ms["total"] = (time.perf_counter() - work.t0) * 1000.0
+    local = [e for e in (work.energy_pregen, work.energy_local) if e is not None]
+    return Answer(
+        id=work.id,
+        text=text,
+        route=route,
+        confidence=work.confidence,
+        signals=work.signals,
+        threshold=threshold,
+        threshold_source=threshold_source,
+        latency_ms=work.latency_ms,
+        tokens=work.tokens,
+        energy=QueryEnergy(
+            local=combine(local) if local else EnergyReading.unmeasured(ENERGY_OFF),
+            cloud_wait=work.energy_cloud,
+            local_tokens=work.tokens["completion"],
+        ),
+        reason=reason,
+        flags=work.flags,
+        model=model,
+        cloud_model=cloud_model,
+        created=work.created,
+        warnings=work.warnings,
+    )
