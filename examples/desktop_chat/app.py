@@ -3,6 +3,7 @@
     python examples/desktop_chat/app.py                      # cloud from $EDGEROUTE_CLOUD_URL, if set
     python examples/desktop_chat/app.py --local-only --preset battery-saver
     python examples/desktop_chat/app.py --cloud-url http://127.0.0.1:8080/v1 --cloud-model any
+    python examples/desktop_chat/app.py --local-only --ask "What is 2 + 2?"   # headless: one answer as JSON
 
 Generation runs in a worker thread (``session.ChatSession``); the window polls the event queue every 30 ms, so it
 never freezes. Each answer shows where it ran (local / cloud / local-offline), the confidence, milliseconds and
@@ -214,6 +215,29 @@ def describe_settings(s: Settings) -> str:
     return f"{cloud}, preset {s.preset} ({how})"
 
 
+def ask_headless(settings: Settings, question: str) -> int:
+    """One question through ``ChatSession`` without a window: the answer as one JSON line on stdout."""
+    try:
+        session = ChatSession(settings)
+    except EdgeRouteError as exc:
+        print(f"desktop_chat: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        session.ask(question)
+        while (event := session.events.get(timeout=600)) is not DONE:
+            if isinstance(event, EdgeRouteError):
+                print(f"desktop_chat: {type(event).__name__}: {event}", file=sys.stderr)
+                return 2
+            if event.type == "done":
+                answer = session.finish(event)
+                print(json.dumps({"text": answer.text, "route": answer.route, "confidence": answer.confidence,
+                                  "reason": answer.reason, "model": answer.model, "line": describe(answer),
+                                  "frozen": bool(getattr(sys, "frozen", False))}))
+    finally:
+        session.close()
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cloud-url", help="OpenAI-compatible base URL (default: $EDGEROUTE_CLOUD_URL)")
@@ -222,13 +246,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--preset", choices=list(PRESETS), default="balanced", help="energy/cost preset")
     ap.add_argument("--learn", action="store_true", help="learn from Good/Bad (the online LinUCB policy)")
     ap.add_argument("--event-log", type=Path, help="append a JSON line per answer/feedback (for tests and demos)")
+    ap.add_argument("--ask", metavar="QUESTION", help="headless: answer QUESTION through the same session, print "
+                    "the answer as one JSON line, and exit (no window; also the frozen build's smoke test)")
     args = ap.parse_args(argv)
+    settings = Settings(args.cloud_url, args.cloud_model, args.local_only, args.preset, args.learn)
+    if args.ask is not None:
+        return ask_headless(settings, args.ask)
     try:
         root = tk.Tk()
     except tk.TclError as exc:
         print(f"desktop_chat: no display ({exc}); run it in a desktop session or under xvfb-run", file=sys.stderr)
         return 2
-    settings = Settings(args.cloud_url, args.cloud_model, args.local_only, args.preset, args.learn)
     try:
         session = ChatSession(settings)
     except EdgeRouteError as exc:

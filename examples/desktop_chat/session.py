@@ -79,6 +79,7 @@ class ChatSession:
         self.events: "queue.Queue[Any]" = queue.Queue()
         self._cancel: Optional[threading.Event] = None
         self._worker: Optional[threading.Thread] = None
+        self._finished = threading.Event()
 
     def _make_router(self, s: Settings) -> Router:
         if self._local is None:
@@ -109,7 +110,8 @@ class ChatSession:
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        """True from ``ask`` until the worker has queued ``DONE`` (it may still be exiting: that is not busy)."""
+        return self._worker is not None and not self._finished.is_set()
 
     def ask(self, question: str) -> None:
         """Start answering ``question`` in a worker thread; events arrive on ``self.events``, then ``DONE``."""
@@ -117,6 +119,7 @@ class ChatSession:
             raise RuntimeError("an answer is already being generated")
         self.history.append({"role": "user", "content": question})
         self._cancel = threading.Event()
+        self._finished.clear()
         messages = list(self.history)
         self._worker = threading.Thread(target=self._run, args=(messages, self._cancel), daemon=True)
         self._worker.start()
@@ -128,6 +131,7 @@ class ChatSession:
         except EdgeRouteError as exc:  # typed errors become a message in the window, never a crash
             self.events.put(exc)
         finally:
+            self._finished.set()  # before DONE: whoever sees DONE sees the session idle
             self.events.put(DONE)
 
     def stop(self) -> None:
