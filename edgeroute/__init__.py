@@ -32,7 +32,7 @@ from ._errors import (
     UnknownAnswerError,
 )
 from .answer import Answer, StreamEvent
-from .cloud import CloudAnswer, CloudBackend, OpenAICompatBackend
+from .cloud import CloudAnswer, CloudBackend
 from .config import RouterConfig
 from .energy import EnergyMeter, EnergyMonitor, EnergyReading, QueryEnergy
 from .local import Generation, LlamaCppModel, LocalModel
@@ -43,6 +43,18 @@ from .signals import PerplexitySignal, ProbeSignal, Signal, TokenStatsSignal
 from .store import TraceStore
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:  # httpx loads with the first cloud backend, not with edgeroute
+    if name == "OpenAICompatBackend":
+        from .cloud.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend
+    raise AttributeError(f"module 'edgeroute' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "OpenAICompatBackend"})
 
 __all__ = [
     "Answer",

@@ -8,6 +8,7 @@ data               ~/.local/share/edgeroute                 ``$EDGEROUTE_DATA_DI
 traces             <data>/traces.sqlite3                    ``trace_path``
 calibrations       <data>/calibrations                      (under data)
 fitted artifacts   <data>/fitted/<model sha256>             (under data)
+start-up memo      <data>/memo.json                         (under data)
 models             ~/.local/share/edgeroute/models          ``$EDGEROUTE_MODEL_DIR``
 bench answer cache ~/.cache/edgeroute/bench                 ``$EDGEROUTE_CACHE_DIR``
 =================  =======================================  ===========================
@@ -53,6 +54,11 @@ def fitted_dir(model_sha256: str) -> Path:
     return data_dir() / "fitted" / model_sha256
 
 
+def memo_file() -> Path:
+    """Start-up memo (model file hashes, engine golden measurements): ``local.memo``."""
+    return data_dir() / "memo.json"
+
+
 def model_dir() -> Path:
     """User-installed GGUF models."""
     return _env_or(ENV_MODEL_DIR, str(Path(platformdirs.user_data_dir(APP_NAME)) / "models"))
@@ -63,4 +69,4 @@ def bench_cache_dir() -> Path:
     return _env_or(ENV_CACHE_DIR, str(Path(platformdirs.user_cache_dir(APP_NAME)) / "bench"))
 
 
-__all__ = ["bench_cache_dir", "calibration_dir", "config_file", "data_dir", "fitted_dir", "model_dir", "trace_db"]
+__all__ = ["bench_cache_dir", "calibration_dir", "config_file", "data_dir", "fitted_dir", "memo_file", "model_dir", "trace_db"]

@@ -24,8 +24,10 @@ import importlib
 import sys
 import threading
 from collections.abc import Iterator
-from importlib import metadata
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 from ._errors import ConfigError
 
@@ -50,7 +52,7 @@ class Registry:
         self.group, self.kind = group, kind
         self._builtins = dict(builtins)
         self._added: dict[str, Target] = {}
-        self._plugins: Optional[dict[str, metadata.EntryPoint]] = None
+        self._plugins: Optional[dict[str, "metadata.EntryPoint"]] = None
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -58,9 +60,11 @@ class Registry:
         """Add (or replace) ``name`` at run time, e.g. from an app that embeds edgeroute."""
         self._added[name] = factory
 
-    def _entry_points(self) -> dict[str, metadata.EntryPoint]:
+    def _entry_points(self) -> dict[str, "metadata.EntryPoint"]:
         with self._lock:
             if self._plugins is None:
+                from importlib import metadata  # only when a name is not a built-in: about 30 ms of imports
+
                 try:
                     found = metadata.entry_points(group=self.group)
                 except Exception as exc:  # broken metadata of some unrelated package: built-ins still work

@@ -78,3 +78,28 @@ def test_engines_without_a_version_are_not_checked():
     router = Router(local_model=MockLocalModel(), local_only=True, trace=False)  # no warning: pytest errors on one
     assert "perplexity" in [s.name for s in router.signals]
     assert MockLocalModel().golden() is None
+
+
+def test_the_golden_measurement_and_the_model_hash_are_remembered_and_a_corrupt_memo_is_recomputed():
+    from edgeroute import paths
+    from edgeroute.local.memo import remembered
+
+    first = VersionedMock()
+    first.golden()
+    assert len(first.calls) == 1  # one short generation measured it
+    again = VersionedMock()
+    assert again.golden() == first.golden() and again.calls == []  # remembered: no decode at start-up
+    paths.memo_file().write_text("{half a file")
+    third = VersionedMock()
+    assert third.golden() == first.golden() and len(third.calls) == 1
+    assert remembered("k", lambda: [1, 2]) == [1, 2] and remembered("k", lambda: 1 / 0) == [1, 2]
+
+
+@pytest.mark.slow
+def test_the_real_engine_matches_the_shipped_record_and_is_remembered(real_model):
+    from edgeroute import paths
+
+    real_model.__dict__.pop("_golden", None)  # measured afresh in this test's data dir
+    assert mismatch(shipped_engine(), real_model.golden()) is None
+    memo = json.loads(paths.memo_file().read_text())
+    assert any(k.startswith(f"golden|{real_model.fingerprint}|llama-cpp-python ") for k in memo)

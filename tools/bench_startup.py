@@ -4,7 +4,8 @@ llama-cpp-python, side by side.
     python tools/bench_startup.py [--runs 5] [--max-tokens 16] [--json]
 
 Each run starts a fresh interpreter; the two kinds alternate, so a machine that slows down during the run slows
-both. Plain: ``import llama_cpp``, ``Llama(model, n_ctx=2048)``, one greedy ``create_chat_completion``. edgeroute:
+both. Plain: ``import llama_cpp``, ``Llama(model, n_ctx=2048)`` (the model's path passed in, so no edgeroute code
+runs; extra buffer types off on AMX CPUs, as edgeroute loads them), one greedy ``create_chat_completion``. edgeroute:
 ``from edgeroute import Router``, ``Router(local_only=True)`` (the probe, the pre-generation probe, the perplexity
 map, the calibration, the energy monitor, the SQLite trace, the engine's golden check), one ``ask``. Both answer the
 same question with the same ``max_tokens``. ``ratio`` is the median edgeroute time over the median plain time
@@ -28,9 +29,16 @@ PLAIN = """
 import json, time, sys
 t0 = time.perf_counter()
 import llama_cpp
-from edgeroute.local.resolve import default_model_path  # locating the file only (no edgeroute machinery)
 t1 = time.perf_counter()
-llm = llama_cpp.Llama(str(default_model_path()), n_ctx=2048, verbose=False)
+if sys.argv[4] == "1":  # an AMX CPU: extra buffer types off, as edgeroute does (llama.cpp 0.3.36 crashes otherwise)
+    import llama_cpp.llama_cpp as native
+    defaults = native.llama_model_default_params
+    def params():
+        p = defaults()
+        p.use_extra_bufts = False
+        return p
+    native.llama_model_default_params = params
+llm = llama_cpp.Llama(sys.argv[3], n_ctx=2048, verbose=False)
 t2 = time.perf_counter()
 out = llm.create_chat_completion([{"role": "user", "content": sys.argv[1]}], max_tokens=int(sys.argv[2]),
                                  temperature=0.0)
@@ -54,9 +62,13 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "answer_s": t3 - t2, "
 def run(code: str, max_tokens: int, env: dict[str, str]) -> dict[str, float]:
     import time
 
+    from edgeroute.local.native import cpu_has_amx
+    from edgeroute.local.resolve import default_model_path
+
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, QUESTION, str(max_tokens)], capture_output=True, text=True,
-                          env=env, timeout=600, check=True)
+    done = subprocess.run([sys.executable, "-c", code, QUESTION, str(max_tokens), str(default_model_path()),
+                           "1" if cpu_has_amx() else "0"], capture_output=True, text=True, env=env, timeout=600,
+                          check=True)
     wall = time.perf_counter() - t
     stages = json.loads(done.stdout.strip().splitlines()[-1])
     return {"wall_s": wall, **stages}

