@@ -208,9 +208,8 @@ def check_engine(local: LocalModel, signals: list[Signal], pregen: Optional[Preg
     a version, pass."""
     recorded: list[tuple[str, dict[str, Any]]] = []
     for signal in signals:
-        engine = getattr(signal, "engine", None) or getattr(getattr(signal, "mapping", None), "engine", None)
-        if engine:
-            recorded.append((signal.name, engine))
+        if signal.engine:
+            recorded.append((signal.name, signal.engine))
     if pregen is not None and pregen.engine:
         recorded.append(("pregen", pregen.engine))
     if calibration is not None and calibration.engine:

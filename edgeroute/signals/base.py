@@ -36,6 +36,12 @@ class Signal(abc.ABC):
     provides_confidence: Optional[str] = None
     confidence_id: str = ""
 
+    @property
+    def engine(self) -> Optional[dict[str, Any]]:
+        """The engine record of the fitted artifact behind this signal (``local.golden``), or None (nothing
+        fitted, or fitted before engine records): the Router refuses the signal on an engine that differs."""
+        return None
+
     @classmethod
     def from_model(cls, model: LocalModel, config: Any) -> Union["Signal", list["Signal"], None]:
         """The signal registry's factory: this signal for ``model`` under a ``RouterConfig``, a list of signals,

@@ -91,6 +91,10 @@ class PerplexitySignal(Signal):
     name = "perplexity"
     provides_confidence = "perplexity_confidence"
 
+    @property
+    def engine(self) -> Optional[dict[str, Any]]:
+        return self.mapping.engine
+
     @classmethod
     def from_model(cls, model: Any, config: Any) -> "PerplexitySignal":
         return cls(model_sha256=model.fingerprint)
