@@ -27,6 +27,7 @@ from .local.base import LocalModel
 from .local.golden import mismatch
 from .policy.base import Policy
 from .policy.calibration import Calibration, load_calibration
+from .policy.reward import RewardWeights
 from .privacy import PrivacyDetector
 from .registry import DEFAULT_SIGNALS, POLICIES, PROVIDERS
 from .signals import build_signals
@@ -103,6 +104,8 @@ def build_local(cfg: RouterConfig) -> LocalModel:
         _prefetch("onnxruntime")
 
     engine = LlamaCppModel(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states)
+    weights = RewardWeights.preset(cfg.preset, energy=cfg.lambda_energy, latency=cfg.lambda_latency)
+    engine.threads.energy_weight = weights.energy / max(weights.latency, 1e-9)  # measured J/token vs speed
     if cfg.selfref:
         from .local.selfref import SelfRefAdapter
 

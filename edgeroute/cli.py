@@ -103,7 +103,8 @@ def _cmd_energy(args: argparse.Namespace) -> int:
     backends = probe_backends()
     monitor = build_monitor(args.meters.split(",") if args.meters else None, gpu=args.gpu)
     selected = [m.name for m in monitor.cpu_meters[:1] + monitor.additive] or ["estimate"]
-    report: dict[str, Any] = {"backends": [b.to_dict() for b in backends], "selected": selected}
+    report: dict[str, Any] = {"backends": [b.to_dict() for b in backends], "selected": selected,
+                              "threads": _thread_choice()}
     if args.idle:
         try:
             idle = monitor.measure_idle(args.idle)
@@ -121,10 +122,24 @@ def _cmd_energy(args: argparse.Namespace) -> int:
         print(f"per-query energy: measured by {' + '.join(selected)}; estimated when a reading fails")
     else:
         print("per-query energy: estimated (no meter measures on this machine)")
+    t = report["threads"]
+    print(f"decode threads now: {t['n_threads']} ({t['why']})")
     if "idle" in report:
         idle_w = report["idle"]["watts"]
         print(f"idle power: {idle_w:.2f} W" if idle_w is not None else f"idle power: not measurable ({report['idle']['reason']})")
     return 0
+
+
+def _thread_choice(window_s: float = 0.3) -> dict[str, Any]:
+    """What ``n_threads="auto"`` would choose now, and why: others' load over a short window."""
+    import time
+
+    from .local.threads import ThreadPolicy
+
+    policy = ThreadPolicy("auto")
+    time.sleep(window_s)
+    policy.before()
+    return policy.describe()
 
 
 def _bench_inputs(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,7 +33,8 @@ class RouterConfig:
     the pre-generation probe skip local generation below ``pregen_threshold`` (None: the probe's own) when the
     cloud can take the query. ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
     else ``DEFAULT_THRESHOLD``. ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
-    ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
+    ``n_threads`` "auto" (default) chooses the decode threads from the load before each answer
+    (``local.threads``); a count fixes it. ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
     the estimate's table. The API key is read only from the
     environment variable named by ``cloud_api_key_env``. ``cloud_provider``, ``routing``, ``energy_meters`` and
     ``signal_names`` (None: the default set) name entries of the registries in ``edgeroute.registry``, built-in or
@@ -51,7 +52,7 @@ class RouterConfig:
 
     model: Optional[str] = None
     n_ctx: int = C.DEFAULT_N_CTX_TOKENS
-    n_threads: Optional[int] = None
+    n_threads: Union[int, str] = "auto"
     max_tokens: int = C.DEFAULT_MAX_TOKENS
     temperature: float = C.DEFAULT_TEMPERATURE
     hidden_states: bool = True
@@ -101,7 +102,8 @@ class RouterConfig:
             object.__setattr__(self, "cloud_model", C.DEFAULT_CLOUD_MODEL)
         checks = [
             (self.n_ctx >= 64, f"n_ctx must be >= 64 tokens, got {self.n_ctx}"),
-            (self.n_threads is None or self.n_threads >= 1, f"n_threads must be >= 1, got {self.n_threads}"),
+            (self.n_threads == "auto" or (isinstance(self.n_threads, int) and self.n_threads >= 1),
+             f"n_threads must be 'auto' or a count >= 1, got {self.n_threads!r}"),
             (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
             (0.0 <= self.temperature <= 5.0, f"temperature must be in [0, 5], got {self.temperature}"),
             (
@@ -164,7 +166,7 @@ class RouterOptions(typing.TypedDict, total=False):
 
     model: Optional[str]
     n_ctx: int
-    n_threads: Optional[int]
+    n_threads: Union[int, str]
     max_tokens: int
     temperature: float
     hidden_states: bool
@@ -222,6 +224,14 @@ def _check(key: str, value: Any, hint: Any, where: str, *, from_text: bool) -> A
         if value is None or (from_text and str(value).strip().lower() in ("", "none")):
             return None
         hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is typing.Union:  # e.g. Union[int, str]: the first member that takes the value
+        for member in args:
+            try:
+                return _check(key, value, member, where, from_text=from_text)
+            except ConfigError:
+                continue
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise ConfigError(f"{key}: expected {names}, got {value!r} ({type(value).__name__}, from {where})")
     if typing.get_origin(hint) is tuple:
         items = [v.strip() for v in value.split(",") if v.strip()] if from_text else (
             [value] if isinstance(value, str) else value)

@@ -95,3 +95,15 @@ def test_the_router_is_the_thin_api_and_the_pipeline_its_own_package():
     assert len(Path(router.__file__).read_text().splitlines()) < 250
     steps = sorted(p.stem for p in Path(pipeline.__file__).parent.glob("*.py"))
     assert steps == ["__init__", "cloud", "local", "record", "run", "work"]
+
+
+def test_the_readme_is_short_and_its_links_resolve():
+    import re
+
+    root = ROOT.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 250
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    broken = [(p.name, link) for p in pages for link in re.findall(r"\]\(([^)#]+)\)", p.read_text(encoding="utf-8"))
+              if not link.startswith("http") and not (p.parent / link).exists()]
+    assert broken == []

@@ -59,6 +59,8 @@ class Generation:
     token_margins: np.ndarray = field(default_factory=lambda: np.zeros(0))
     token_texts: list[str] = field(default_factory=list)
     hidden: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Threads the engine decoded with (0: the engine does not say).
+    n_threads: int = 0
 
     @property
     def completion_tokens(self) -> int:
@@ -136,6 +138,10 @@ class LocalModel(abc.ABC):
     ) -> Generation:
         """Run ``stream`` to completion and return the ``Generation``."""
         return drain(self.stream(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel))
+
+    def record_energy(self, n_threads: int, joules: float, tokens: int) -> None:
+        """A measured (counter, not estimated) energy reading of the last generation, for engines that weigh
+        energy in their choices (``local.threads``). Default: ignored."""
 
     def golden(self) -> Optional[dict[str, Any]]:
         """This engine's golden measurement (``local.golden``), measured once; None without ``engine_version``."""

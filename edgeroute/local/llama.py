@@ -34,6 +34,7 @@ from .memo import file_key, folder_key, remembered
 from .native import StepStats, _native_params, cpu_has_amx, file_sha256
 from .resolve import resolve_model_path
 from .selfref import SelfRefAdapter, selfref_confidence
+from .threads import ThreadPolicy
 
 # ChatML, used only when a GGUF carries no chat template of its own.
 _FALLBACK_TEMPLATE = (
@@ -61,7 +62,7 @@ class LlamaCppModel(LocalModel):
         model: Optional[Union[str, os.PathLike[str]]] = None,
         *,
         n_ctx: int = DEFAULT_N_CTX_TOKENS,
-        n_threads: Optional[int] = None,
+        n_threads: Union[int, str, None] = "auto",
         n_batch: int = DEFAULT_N_BATCH_TOKENS,
         hidden_states: bool = True,
         hidden_layer: Optional[int] = None,
@@ -84,6 +85,9 @@ class LlamaCppModel(LocalModel):
         self._fingerprint: Optional[str] = None
         if extra_buffers is None:
             extra_buffers = not cpu_has_amx()
+        #: How many threads decode (``local.threads``): chosen from the load before each answer unless explicit.
+        self.threads = ThreadPolicy(n_threads)
+        self._n_set = self.threads.current
         self._capture = LayerCapture() if hidden_states else None
         self._capture_warned = False
         try:
@@ -92,7 +96,8 @@ class LlamaCppModel(LocalModel):
                     model_path=str(self.path),
                     n_ctx=n_ctx,
                     n_batch=min(n_batch, n_ctx),
-                    n_threads=n_threads or os.cpu_count() or 1,
+                    n_threads=self._n_set,
+                    n_threads_batch=self._n_set,
                     logits_all=False,
                     embedding=False,
                     seed=seed,
@@ -317,6 +322,7 @@ class LlamaCppModel(LocalModel):
         lc, llama = self._lc, self._llama
         capture = self._capture
         with self.lock:
+            n_threads = self._use_threads()
             t0 = time.perf_counter()
             try:
                 reused = self._reuse_prefix(tokens)
@@ -385,6 +391,7 @@ class LlamaCppModel(LocalModel):
                     llama.n_tokens -= 1
                 slot = self._slot_logits(ids[-1])
             t2 = time.perf_counter()  # decode_s includes the confidence slot
+            self.threads.after(n_threads, len(ids), t2 - t1)
         return Generation(
             text="".join(pieces),
             token_ids=ids,
@@ -403,7 +410,19 @@ class LlamaCppModel(LocalModel):
             truncated=finish == "length" and budget < max_tokens,
             reused_prompt_tokens=reused,
             selfref_logits=slot,
+            n_threads=n_threads,
         )
+
+    def record_energy(self, n_threads: int, joules: float, tokens: int) -> None:
+        self.threads.record_energy(n_threads, joules, tokens)
+
+    def _use_threads(self) -> int:
+        """Set the count ``self.threads`` chooses on the context (no reload); call holding the lock."""
+        n = self.threads.before()
+        if n != self._n_set:
+            self._lc.llama_set_n_threads(self._llama._ctx.ctx, n, n)
+            self._n_set = n
+        return n
 
     def close(self) -> None:
         llama = getattr(self, "_llama", None)

@@ -61,6 +61,11 @@ def generate(parts: Parts, gate: threading.Lock, work: Work,
             work.energy_local = energy_end(parts.energy, window)
     work.latency_ms["prefill"] = generation.prefill_s * 1000.0
     work.latency_ms["decode"] = generation.decode_s * 1000.0
+    if generation.n_threads:
+        work.latency_ms["threads"] = float(generation.n_threads)  # the count, beside the times it produced
+        reading = work.energy_local
+        if reading is not None and reading.kind == "measured" and reading.joules:
+            parts.local.record_energy(generation.n_threads, reading.joules, generation.completion_tokens)
     work.tokens["prompt"] = generation.prompt_tokens
     work.tokens["completion"] = generation.completion_tokens
     if generation.truncated:
