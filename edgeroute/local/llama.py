@@ -296,6 +296,7 @@ class LlamaCppModel(LocalModel):
         if len(tokens) > self.n_ctx - MIN_ANSWER_ROOM_TOKENS:
             return None
         with self.lock:
+            self._use_threads()  # the prefill that precedes an answer runs at the count chosen for it
             reused = self._reuse_prefix(tokens)
             return self._eval_captured(tokens[reused:]).get(self.hidden_layer)
 

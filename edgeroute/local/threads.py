@@ -166,15 +166,6 @@ class LoadMeter:
             return self.estimate
 
 
-def initial_load(proc_root: str = PROC_ROOT) -> float:
-    """Others' load before any window was measured: the 1-minute load average (this process is not running yet)."""
-    text = _read(Path(proc_root) / "loadavg")
-    try:
-        return float(text.split()[0]) if text else 0.0
-    except ValueError:
-        return 0.0
-
-
 class ThreadPolicy:
     """One engine's thread count: ``n_threads`` an int (always that) or "auto"/None (chosen before each answer
     from the load, refined by the tokens/s measured at each count under a similar load)."""
@@ -195,7 +186,8 @@ class ThreadPolicy:
         if self.explicit is not None:
             self.current, self.why = self.explicit, "n_threads set explicitly"
         else:
-            self.current, self.why = choose_threads(self.topology, initial_load())
+            # until the first answer measures the load: every usable core (the first ``before`` corrects it)
+            self.current, self.why = choose_threads(self.topology, 0.0)
 
     def before(self) -> int:
         """The count for the next answer (between answers only)."""
@@ -240,4 +232,4 @@ class ThreadPolicy:
                                          for (n, b), j in sorted(self.joules.items())}}
 
 
-__all__ = ["LoadMeter", "ThreadPolicy", "Topology", "choose_threads", "initial_load", "parse_cpu_list", "topology"]
+__all__ = ["LoadMeter", "ThreadPolicy", "Topology", "choose_threads", "parse_cpu_list", "topology"]
