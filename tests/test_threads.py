@@ -150,3 +150,20 @@ def test_the_count_used_is_in_the_answer_and_its_trace_row(tmp_path):
     assert a.latency_ms["threads"] == 3.0
     with TraceStore(tmp_path / "t.db") as store:
         assert store.get(a.id)["latency_ms"]["threads"] == 3.0
+
+
+@pytest.mark.slow
+def test_without_proc_the_load_comes_from_psutil(tmp_path):
+    """macOS and Windows have no /proc/stat: psutil's CPU times stand in (the [load] extra)."""
+    psutil = pytest.importorskip("psutil")
+    meter = LoadMeter(proc_root=str(tmp_path))  # an empty folder: no stat file
+    assert meter._read() is not None
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.2: pass"])
+    try:
+        time.sleep(0.8)
+        meter.sample()
+    finally:
+        busy.wait()
+    assert meter.last_window is not None and meter.last_window > 0.4
+    t = topology(str(tmp_path / "no-sysfs"))
+    assert t.physical == psutil.cpu_count(logical=False) and t.logical == (__import__("os").cpu_count() or 1)

@@ -7,8 +7,9 @@ work, counted on the performance cores where the OS names them, refined by the r
 
 - ``topology()``: logical and physical cores, and the performance cores of a hybrid CPU (Linux: the ``cpu_core``
   PMU's CPU list, else the cores whose maximum frequency is the highest when frequencies differ);
-- ``LoadMeter``: other programs' CPU use in busy cores, from ``/proc/stat`` minus this process's own CPU time,
-  over the windows between two samples (a decode window included: what others ran while we decoded);
+- ``LoadMeter``: other programs' CPU use in busy cores, from ``/proc/stat`` (elsewhere psutil's CPU times, with
+  the ``[load]`` extra; without it the machine is taken as idle) minus this process's own CPU time, over the
+  windows between two samples (a decode window included: what others ran while we decoded);
 - ``choose_threads``: a pure function of those and of the measured tokens/s per thread count.
 
 The engine re-chooses between answers, never during one, and sets the count on its context without reloading
@@ -23,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .._constants import PROC_ROOT
 from .._errors import ConfigError
@@ -71,10 +72,25 @@ def _read(path: Path) -> Optional[str]:
         return None
 
 
+def _psutil() -> Any:
+    """psutil when installed (``pip install "edgeroute[load]"``): cores and load on macOS and Windows too."""
+    try:
+        import psutil
+
+        return psutil
+    except ImportError:
+        return None
+
+
 def topology(sys_cpu: str = SYS_CPU) -> Topology:
-    """This machine's cores (Linux sysfs; elsewhere ``os.cpu_count()`` logical CPUs, half of them physical)."""
+    """This machine's cores: Linux sysfs; elsewhere psutil's physical count when installed, else
+    ``os.cpu_count()`` logical CPUs taken as physical (no hyper-thread guess: Apple Silicon has none)."""
     root = Path(sys_cpu)
     logical = os.cpu_count() or 1
+    if not root.is_dir():
+        ps = _psutil()
+        physical = (ps.cpu_count(logical=False) if ps is not None else None) or logical
+        return Topology(logical, physical)
     online = _read(root / "online")
     cpus = parse_cpu_list(online) if online else tuple(range(logical))
     core_of: dict[int, tuple[str, str]] = {}
@@ -144,7 +160,11 @@ class LoadMeter:
         """(wall s, system busy CPU s, this process's CPU s)."""
         text = _read(self._stat)
         if not text or not text.startswith("cpu "):
-            return None
+            ps = _psutil()  # macOS, Windows: psutil's system-wide CPU times, when installed
+            if ps is None:
+                return None
+            t = ps.cpu_times()
+            return time.monotonic(), sum(t) - t.idle - getattr(t, "iowait", 0.0), time.process_time()
         fields = [float(v) for v in text.splitlines()[0].split()[1:]]
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
         busy = sum(fields[:8]) - idle if len(fields) >= 8 else sum(fields) - idle
