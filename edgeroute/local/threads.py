@@ -28,6 +28,7 @@ from typing import Any, Optional, Union
 
 from .._constants import PROC_ROOT
 from .._errors import ConfigError
+from ..energy.cputime import system_busy_s
 
 SYS_CPU = "/sys/devices/system/cpu"
 #: Weight of the newest window in the running estimate of others' load.
@@ -148,9 +149,8 @@ class LoadMeter:
     is unreadable: the caller then assumes an idle machine)."""
 
     def __init__(self, proc_root: str = PROC_ROOT) -> None:
-        self._stat = Path(proc_root) / "stat"
+        self._proc_root = proc_root
         self._lock = threading.Lock()
-        self._hz = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
         self._last = self._read()
         #: The running estimate, and the last window's own figure (busy cores).
         self.estimate: Optional[float] = None
@@ -158,17 +158,14 @@ class LoadMeter:
 
     def _read(self) -> Optional[tuple[float, float, float]]:
         """(wall s, system busy CPU s, this process's CPU s)."""
-        text = _read(self._stat)
-        if not text or not text.startswith("cpu "):
+        busy = system_busy_s(self._proc_root)  # the energy attribution's reader of /proc/stat
+        if busy is None:
             ps = _psutil()  # macOS, Windows: psutil's system-wide CPU times, when installed
             if ps is None:
                 return None
             t = ps.cpu_times()
-            return time.monotonic(), sum(t) - t.idle - getattr(t, "iowait", 0.0), time.process_time()
-        fields = [float(v) for v in text.splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-        busy = sum(fields[:8]) - idle if len(fields) >= 8 else sum(fields) - idle
-        return time.monotonic(), busy / self._hz, time.process_time()
+            busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+        return time.monotonic(), busy, time.process_time()
 
     def sample(self) -> Optional[float]:
         with self._lock:
