@@ -36,6 +36,7 @@ from .cloud import CloudAnswer, CloudBackend
 from .config import RouterConfig
 from .energy import EnergyMeter, EnergyMonitor, EnergyReading, QueryEnergy
 from .local import Generation, LlamaCppModel, LocalModel
+from .local.sampling import Sampling
 from .policy import Decision, LinUCBPolicy, Policy, RewardWeights, ThresholdPolicy
 from .privacy import PrivacyDetector
 from .router import AnswerStream, Router
@@ -97,6 +98,7 @@ __all__ = [
     "PromptTooLongError",
     "QueryEnergy",
     "RewardWeights",
+    "Sampling",
     "Router",
     "RouterConfig",
     "Signal",

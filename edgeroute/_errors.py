@@ -41,7 +41,11 @@ class ConfigError(EdgeRouteError, ValueError):
 
 
 class InputError(EdgeRouteError, ValueError):
-    """The request is unusable."""
+    """The request is unusable; ``field`` names the request field at fault when one is (e.g. ``"top_p"``)."""
+
+    def __init__(self, *args: object, field: "str | None" = None) -> None:
+        super().__init__(*args)
+        self.field = field
 
 
 class EmptyPromptError(InputError):

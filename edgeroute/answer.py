@@ -23,7 +23,10 @@ class Answer:
     ``energy`` is the device-side energy in joules with its method (``measured`` or ``estimated``, and from what),
     split into the local generation and the wait for the cloud, plus joules per local output token.
     ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``repetition``, ``offline``,
-    ``prompt_too_long``.
+    ``prompt_too_long``, ``uncalibrated`` (sampled, not greedy: the calibration does not cover it).
+    ``finish_reason`` is ``stop`` (the answer ended, or hit a stop sequence) or ``length`` (cut by the token
+    budget). ``logprobs`` holds, when asked for, one entry per local answer token in OpenAI's shape (``token``,
+    ``logprob`` in nats, ``bytes``, ``top_logprobs``); None otherwise, and for cloud answers.
     """
 
     id: str
@@ -42,6 +45,8 @@ class Answer:
     cloud_model: str = ""
     created: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    finish_reason: str = "stop"
+    logprobs: Optional[list[dict[str, Any]]] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +66,8 @@ class Answer:
             "cloud_model": self.cloud_model,
             "created": self.created,
             "warnings": list(self.warnings),
+            "finish_reason": self.finish_reason,
+            "logprobs": self.logprobs,
         }
 
     def to_json(self, **kwargs: Any) -> str:

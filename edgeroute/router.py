@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -16,6 +17,7 @@ from .cloud.base import CloudBackend
 from .config import RouterConfig, load_config
 from .energy.monitor import EnergyMonitor
 from .local.base import LocalModel, drain
+from .local.sampling import Sampling
 from .messages import PromptLike
 from .pipeline import Pipeline, Verifier
 from .device import DeviceWatch
@@ -41,8 +43,10 @@ class AnswerStream:
     Close it (or use it as a context manager) to stop early: generation stops at the next token.
     """
 
-    def __init__(self, events: Generator[StreamEvent, None, Answer]) -> None:
+    def __init__(self, events: Generator[StreamEvent, None, Answer], answer_id: str) -> None:
         self._events = events
+        #: The id the finished ``Answer`` will carry (known before the first event).
+        self.id = answer_id
         self.answer: Optional[Answer] = None
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -149,9 +153,13 @@ class Router:
         max_tokens: Optional[int] = None,
         private: bool = False,
         cancel: Optional[threading.Event] = None,
+        sampling: Optional[Sampling] = None,
     ) -> Answer:
-        """Answer ``prompt`` (a string or chat messages). ``private=True`` keeps it on the device."""
-        return drain(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel))
+        """Answer ``prompt`` (a string or chat messages). ``private=True`` keeps it on the device. ``sampling``
+        sets the decoding (default greedy, which the calibration covers; a sampled answer is flagged
+        ``uncalibrated``)."""
+        return drain(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel,
+                                        sampling=sampling))
 
     def stream(
         self,
@@ -160,9 +168,12 @@ class Router:
         max_tokens: Optional[int] = None,
         private: bool = False,
         cancel: Optional[threading.Event] = None,
+        sampling: Optional[Sampling] = None,
     ) -> AnswerStream:
         """Like ``ask``, but yields ``StreamEvent``s: local tokens as decoded, then maybe an escalation."""
-        return AnswerStream(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel))
+        answer_id = uuid.uuid4().hex
+        return AnswerStream(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel,
+                                               sampling=sampling, answer_id=answer_id), answer_id)
 
     async def aask(self, prompt: PromptLike, *, max_tokens: Optional[int] = None, private: bool = False) -> Answer:
         """Async twin of ``ask``; cancelling the task stops local generation at the next token."""

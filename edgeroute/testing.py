@@ -25,6 +25,7 @@ from ._errors import CloudError, EnergyError, GenerationCancelled, PromptTooLong
 from .cloud.base import CloudAnswer, CloudBackend
 from .energy.base import EnergyMeter, EnergyReading, Sample, window_seconds
 from .local.base import Generation, LocalModel
+from .local.sampling import Sampling, StopScanner
 from .messages import Message
 
 
@@ -37,6 +38,8 @@ class MockLocalModel(LocalModel):
     """
 
     name = "mock-local"
+    #: Honours every ``Sampling`` field but ``json_schema`` (a grammar needs a real engine).
+    honours = frozenset({"temperature", "top_p", "top_k", "min_p", "seed", "stop", "logprobs", "top_logprobs"})
 
     def __init__(self, *, n_ctx: int = 2048, n_embd: int = 8, token_delay_s: float = 0.0) -> None:
         super().__init__()
@@ -88,7 +91,12 @@ class MockLocalModel(LocalModel):
         max_tokens: int,
         temperature: float = 0.0,
         cancel: Optional[threading.Event] = None,
+        sampling: Optional[Sampling] = None,
     ) -> Generator[str, None, Generation]:
+        """The queued answer word by word. ``sampling``: ``stop`` cuts it as a real engine does; ``logprobs`` gives
+        each word's queued logprob with ``top_logprobs`` alternatives (the word, then ``<alt1>``... each 1 nat
+        less likely); the sampling knobs are accepted and change nothing (the double is deterministic)."""
+        sampling = sampling or Sampling()
         n_prompt = self.count_prompt_tokens(messages)
         if n_prompt >= self.n_ctx:
             raise PromptTooLongError(
@@ -108,12 +116,32 @@ class MockLocalModel(LocalModel):
             lps = lps if lps is not None else [-0.1] * len(words)
             ents = ents if ents is not None else [0.5] * len(words)
             t0 = time.perf_counter()
+            scanner = StopScanner(sampling.stop) if sampling.stop else None
+            shown: list[str] = []
+            stopped = False
             for i, word in enumerate(words):
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation cancelled by the caller")
                 if self.token_delay_s:
                     time.sleep(self.token_delay_s)
-                yield word if i == 0 else " " + word
+                piece = word if i == 0 else " " + word
+                if scanner is not None:
+                    piece = scanner.feed(piece)
+                if piece:
+                    shown.append(piece)
+                    yield piece
+                if scanner is not None and scanner.stopped:
+                    words, stopped = words[: i + 1], True
+                    break
+            if scanner is not None and not stopped:
+                tail = scanner.flush()
+                if tail:
+                    shown.append(tail)
+                    yield tail
+            text_out = "".join(shown) if scanner is not None else " ".join(words)
+            k = sampling.top_logprobs
+            top = [[(w if j == 0 else " " + w, lp)] + [(f"<alt{a}>", lp - a) for a in range(1, k)]
+                   for j, (w, lp) in enumerate(zip(words, lps))] if sampling.logprobs else []
             hidden = {}
             for layer in self.hidden_layers:
                 hidden[f"prompt@{layer}"] = self._hidden(f"prompt{layer}:" + messages[-1]["content"])
@@ -121,15 +149,15 @@ class MockLocalModel(LocalModel):
                 hidden[f"answer_mean@{layer}"] = self._hidden(f"answer-mean{layer}:" + text)
             main = self.hidden_layer
             return Generation(
-                text=" ".join(words),
+                text=text_out,
                 token_ids=[self._vocab.setdefault(w, len(self._vocab)) for w in words],  # one id per distinct word
                 token_logprobs=np.asarray(lps[: len(words)], dtype=np.float64),
                 token_entropies=np.asarray(ents[: len(words)], dtype=np.float64),
                 prompt_tokens=n_prompt,
                 prefill_s=0.0,
                 decode_s=time.perf_counter() - t0,
-                finish_reason="length" if len(all_words) > budget else "stop",
-                truncated=len(all_words) > budget and budget < max_tokens,
+                finish_reason="stop" if stopped or len(all_words) <= budget else "length",
+                truncated=not stopped and len(all_words) > budget and budget < max_tokens,
                 prompt_hidden=hidden[f"prompt@{main}"],
                 answer_hidden=hidden[f"answer@{main}"],
                 answer_hidden_mean=hidden[f"answer_mean@{main}"],
@@ -137,6 +165,7 @@ class MockLocalModel(LocalModel):
                 token_margins=np.ones(len(words)),
                 token_texts=[w if i == 0 else " " + w for i, w in enumerate(words)],
                 hidden=hidden,
+                token_top=top,
             )
 
 

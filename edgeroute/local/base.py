@@ -11,6 +11,7 @@ from typing import Any, Optional, TypeVar
 import numpy as np
 
 from ..messages import Message
+from .sampling import Sampling
 
 
 T = TypeVar("T")
@@ -61,6 +62,8 @@ class Generation:
     hidden: dict[str, np.ndarray] = field(default_factory=dict)
     #: Threads the engine decoded with (0: the engine does not say).
     n_threads: int = 0
+    #: Per answer token, the likeliest tokens and their logprobs (nats), when ``Sampling.logprobs`` asked.
+    token_top: list[list[tuple[str, float]]] = field(default_factory=list)
 
     @property
     def completion_tokens(self) -> int:
@@ -94,6 +97,8 @@ class LocalModel(abc.ABC):
     engine_version: str = ""
     #: Identifies the engine's build beyond its version (e.g. its native libraries' sizes and times), for the memo.
     engine_build: str = ""
+    #: The ``Sampling`` fields ``stream(sampling=...)`` honours; a request that sets another goes to the cloud.
+    honours: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -115,10 +120,12 @@ class LocalModel(abc.ABC):
         max_tokens: int,
         temperature: float = 0.0,
         cancel: Optional[threading.Event] = None,
+        sampling: Optional[Sampling] = None,
     ) -> Generator[str, None, Generation]:
         """Yield text pieces as they are decoded; the generator's return value is the ``Generation``.
 
-        Setting ``cancel`` (or closing the generator) stops at the next token and frees the model.
+        Setting ``cancel`` (or closing the generator) stops at the next token and frees the model. ``sampling``
+        (a request's decoding knobs) is passed only to engines that declare ``honours``; others get ``temperature``.
         """
 
     def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
@@ -135,9 +142,11 @@ class LocalModel(abc.ABC):
         max_tokens: int,
         temperature: float = 0.0,
         cancel: Optional[threading.Event] = None,
+        sampling: Optional[Sampling] = None,
     ) -> Generation:
         """Run ``stream`` to completion and return the ``Generation``."""
-        return drain(self.stream(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel))
+        extra = {"sampling": sampling} if sampling is not None else {}
+        return drain(self.stream(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel, **extra))
 
     def record_energy(self, n_threads: int, joules: float, tokens: int) -> None:
         """A measured (counter, not estimated) energy reading of the last generation, for engines that weigh

@@ -14,6 +14,7 @@ one batch, as llama.cpp itself does, so answers are the same as plain llama-cpp-
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import ctypes
 import os
 import threading
@@ -29,18 +30,17 @@ from .._constants import DEFAULT_N_BATCH_TOKENS, DEFAULT_N_CTX_TOKENS, MIN_ANSWE
 from .._errors import ConfigError, GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
 from ..messages import Message
 from .base import Generation, LocalModel
+from .chat_format import chat_formatter
 from .capture import LayerCapture, candidate_layers, default_layer
 from .memo import file_key, folder_key, remembered
 from .native import StepStats, _native_params, cpu_has_amx, file_sha256
 from .resolve import resolve_model_path
+from .sampling import GREEDY, Sampling, StopScanner, sampler_chain, tokens_within, top_alternatives
 from .selfref import SelfRefAdapter, selfref_confidence
 from .threads import ThreadPolicy
 
-# ChatML, used only when a GGUF carries no chat template of its own.
-_FALLBACK_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+#: Every ``Sampling`` field: llama.cpp's sampler chain and grammar sampler honour them all.
+HONOURED = frozenset(f.name for f in dataclasses.fields(Sampling))
 
 
 class LlamaCppModel(LocalModel):
@@ -81,6 +81,7 @@ class LlamaCppModel(LocalModel):
         self.engine_version = f"llama-cpp-python {llama_cpp.__version__}"
         self.engine_build = folder_key(Path(llama_cpp.__file__).parent / "lib")
         self.hidden_states = hidden_states
+        self.honours = HONOURED
         self._seed = seed
         self._fingerprint: Optional[str] = None
         if extra_buffers is None:
@@ -133,7 +134,7 @@ class LlamaCppModel(LocalModel):
         self._ctx = self._llama._ctx.ctx
         self._vocab = self._llama._model.vocab
         self._stats = StepStats(self.n_vocab)
-        self._formatter = self._make_formatter()
+        self._formatter = chat_formatter(self._llama)
         #: The Self-REF adapter in use (None: none loaded); its LoRA is applied only at the confidence slot.
         self.selfref: Optional[SelfRefAdapter] = None
         self._adapter: Any = None
@@ -194,20 +195,6 @@ class LlamaCppModel(LocalModel):
             return selfref_confidence(*self._slot_logits(ids[-1]))
 
     # --- set-up ---------------------------------------------------------------------------------------------
-    def _make_formatter(self) -> Any:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        llama = self._llama
-        template = llama.metadata.get("tokenizer.chat_template") or _FALLBACK_TEMPLATE
-        eos_id, bos_id = llama.token_eos(), llama.token_bos()
-        text = llama._model.token_get_text
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=text(eos_id) if eos_id != -1 else "",
-            bos_token=text(bos_id) if bos_id != -1 else "",
-            stop_token_ids=[eos_id],
-        )
-
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -307,7 +294,12 @@ class LlamaCppModel(LocalModel):
         max_tokens: int,
         temperature: float = 0.0,
         cancel: Optional[threading.Event] = None,
+        sampling: Optional[Sampling] = None,
     ) -> Generator[str, None, Generation]:
+        """``sampling`` (default: greedy, or ``temperature`` alone) is honoured through llama.cpp's sampler chain;
+        plain greedy decoding takes the argmax directly (the path the calibration was fitted on)."""
+        if sampling is None:
+            sampling = Sampling(temperature=temperature) if temperature > 0 else GREEDY
         tokens = self.prompt_token_ids(messages)
         n_prompt = len(tokens)
         room = self.n_ctx - n_prompt
@@ -319,8 +311,10 @@ class LlamaCppModel(LocalModel):
                 n_ctx=self.n_ctx,
             )
         budget = min(max_tokens, room)
-        rng = np.random.default_rng(self._seed) if temperature > 0 else None
         lc, llama = self._lc, self._llama
+        chain = sampler_chain(llama, sampling) if sampling.sampled else None  # greedy: the argmax below
+        scanner = StopScanner(sampling.stop) if sampling.stop else None
+        n_top = sampling.top_logprobs if sampling.logprobs else -1
         capture = self._capture
         with self.lock:
             n_threads = self._use_threads()
@@ -340,18 +334,18 @@ class LlamaCppModel(LocalModel):
                 texts: list[str] = []
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 pieces: list[str] = []
+                alternatives: list[list[tuple[str, float]]] = []
                 finish = "length"
                 while len(ids) < budget:
                     if cancel is not None and cancel.is_set():
                         raise GenerationCancelled("generation cancelled by the caller")
                     logits = self._logits()
-                    if rng is None:
+                    if chain is None:
                         token = int(logits.argmax())
                         top = float(logits[token])
-                    else:
+                    else:  # llama.cpp's chain reads the logits into its own candidates: the buffer is unchanged
                         top = float(logits.max())
-                        p = np.exp((logits - top) / temperature, dtype=np.float64)
-                        token = int(rng.choice(self.n_vocab, p=p / p.sum()))
+                        token = int(chain.sample(llama._ctx, -1))
                     logprob, entropy, margin = self._stats(logits, token, top)
                     if lc.llama_vocab_is_eog(self._vocab, token):
                         finish = "stop"
@@ -360,17 +354,29 @@ class LlamaCppModel(LocalModel):
                     logprobs.append(logprob)
                     entropies.append(entropy)
                     margins.append(margin)
+                    if n_top >= 0:
+                        alternatives.append(top_alternatives(logits, token, logprob, n_top, llama._model.token_to_piece))
                     piece = decoder.decode(llama._model.token_to_piece(token).rstrip(b"\x00"))
                     texts.append(piece)
+                    if scanner is not None:
+                        piece = scanner.feed(piece)
                     if piece:
                         pieces.append(piece)
                         yield piece
+                    if scanner is not None and scanner.stopped:
+                        finish = "stop"
+                        keep = tokens_within(texts, len(scanner.text))
+                        del ids[keep:], logprobs[keep:], entropies[keep:], margins[keep:], alternatives[keep:]
+                        del texts[keep:]
+                        break
                     if len(ids) < budget:
                         if capture is not None:
                             self._eval_armed([token])
                         else:
                             llama.eval([token])
                 tail = decoder.decode(b"", final=True)
+                if scanner is not None and not scanner.stopped:
+                    tail = scanner.feed(tail) + scanner.flush()
                 if tail:
                     pieces.append(tail)
                     if texts:
@@ -379,6 +385,8 @@ class LlamaCppModel(LocalModel):
             finally:
                 if capture is not None:
                     capture.disarm()
+                if chain is not None:
+                    chain.close()
             hidden: dict[str, np.ndarray] = {f"prompt@{layer}": row for layer, row in prompt_rows.items()}
             if capture is not None:
                 last = self._captured({layer: capture.last[k] for k, layer in enumerate(capture.layers)})
@@ -412,6 +420,7 @@ class LlamaCppModel(LocalModel):
             reused_prompt_tokens=reused,
             selfref_logits=slot,
             n_threads=n_threads,
+            token_top=alternatives,
         )
 
     def record_energy(self, n_threads: int, joules: float, tokens: int) -> None:

@@ -44,7 +44,8 @@ def cloud_stream(
     pieces: list[str] = []
     reply: Optional[CloudAnswer] = None
     error: Optional[CloudError] = None
-    stream = parts.cloud.stream(work.messages, max_tokens=work.max_tokens, temperature=parts.config.temperature)
+    temperature = work.sampling.temperature if not work.sampling.plain else parts.config.temperature
+    stream = parts.cloud.stream(work.messages, max_tokens=work.max_tokens, temperature=temperature)
     try:
         while True:
             try:
@@ -66,6 +67,7 @@ def cloud_stream(
         work.latency_ms["cloud"] = (time.perf_counter() - t) * 1000.0
         work.energy_cloud = energy_end(parts.energy, window)
     if reply is not None:
+        work.finish_reason = "length" if reply.finish_reason == "length" else "stop"
         device.cloud_answered(work.latency_ms["cloud"] / 1000.0)
         work.tokens["cloud_prompt"] = reply.prompt_tokens
         work.tokens["cloud_completion"] = reply.completion_tokens

@@ -14,7 +14,7 @@ from ..policy.base import Decision
 from ..policy.context import Situation
 from ..signals.base import confidence_of, evaluate, floats
 from ..signals.repetition import ends_in_loop
-from .work import Work, energy_begin, energy_end
+from .work import Work, energy_begin, energy_end, openai_logprobs
 
 #: (work, generation or None) -> what the policy sees of the query now.
 SituationOf = Callable[[Work, Optional[Generation]], Situation]
@@ -46,8 +46,11 @@ def generate(parts: Parts, gate: threading.Lock, work: Work,
     is not charged for another query's compute."""
     with gate:
         window = energy_begin(parts.energy, "process")
+        sampling = work.sampling
+        extra = {"sampling": sampling} if not sampling.plain else {}
         stream = parts.local.stream(work.messages, max_tokens=work.max_tokens,
-                                    temperature=parts.config.temperature, cancel=cancel)
+                                    temperature=sampling.temperature or parts.config.temperature, cancel=cancel,
+                                    **extra)
         try:
             while True:
                 try:
@@ -68,6 +71,11 @@ def generate(parts: Parts, gate: threading.Lock, work: Work,
             parts.local.record_energy(generation.n_threads, reading.joules, generation.completion_tokens)
     work.tokens["prompt"] = generation.prompt_tokens
     work.tokens["completion"] = generation.completion_tokens
+    work.finish_reason = generation.finish_reason
+    if work.sampling.logprobs:
+        work.logprobs = openai_logprobs(generation.token_texts, list(generation.token_logprobs), generation.token_top)
+    if work.sampling.sampled or parts.config.temperature > 0:
+        work.flags.append("uncalibrated")
     if generation.truncated:
         work.flags.append("truncated")
     if ends_in_loop(generation.token_ids):

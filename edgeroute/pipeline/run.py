@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 from collections.abc import Generator
 from typing import Optional
 
-from .._errors import PromptTooLongError
+from .._errors import InputError, PromptTooLongError
 from ..answer import Answer, Route, StreamEvent
 from ..assembly import Parts
 from ..cloud.base import CloudAnswer
 from ..device import DeviceWatch
 from ..local.base import Generation
+from ..local.sampling import GREEDY, Sampling
 from ..messages import PromptLike, normalize
 from ..policy.base import Decision
 from ..policy.context import Situation
@@ -33,20 +35,36 @@ class Pipeline:
         self.gate = threading.Lock()
 
     def run(
-        self, prompt: PromptLike, *, max_tokens: Optional[int], private: bool, cancel: Optional[threading.Event]
+        self, prompt: PromptLike, *, max_tokens: Optional[int], private: bool, cancel: Optional[threading.Event],
+        sampling: Optional[Sampling] = None, answer_id: Optional[str] = None,
     ) -> Generator[StreamEvent, None, Answer]:
-        """Yield the query's ``StreamEvent``s; the generator returns the ``Answer`` (also in the ``done`` event)."""
+        """Yield the query's ``StreamEvent``s; the generator returns the ``Answer`` (also in the ``done`` event).
+        ``sampling`` is the request's decoding; a field the local model does not honour sends it to the cloud
+        (``InputError`` naming the field when the cloud cannot be used)."""
         parts = self.parts
         work = Work(normalize(prompt), max_tokens or parts.config.max_tokens, private)
+        if answer_id is not None:
+            work.id = answer_id
+        if sampling is not None:
+            work.sampling = sampling
         block = cloud_step.cloud_block(parts, work)
         work.cloud_ok = block is None
         route: Route
-        skip = self._pregen_skip(work) if block is None else None
+        needs = unhonoured(work.sampling, parts.local.honours)
+        if needs and block is not None:
+            raise InputError(f"the local model cannot honour {', '.join(needs)} and the cloud cannot be used: "
+                             f"{block[1]}", field=needs[0])
+        if needs:
+            skip: Optional[str] = f"the local model cannot honour {', '.join(needs)}"
+        else:
+            skip = self._pregen_skip(work) if block is None else None
         reply: Optional[CloudAnswer] = None
         pieces: list[str] = []
         if skip is not None:
             reply, pieces, cloud_exc = yield from cloud_step.cloud_stream(parts, self.device, work, None)
             if cloud_exc is not None and not pieces:
+                if needs:
+                    raise cloud_exc
                 work.warnings.append(f"{skip}, but the cloud failed ({work.error}): answered locally")
         if reply is not None or pieces:
             route, text = "cloud", reply.text if reply is not None else "".join(pieces)
@@ -54,7 +72,7 @@ class Pipeline:
             reason = f"{skip}: local generation skipped"
             if reply is None:
                 reason += f"; the cloud's stream broke ({work.error}): partial answer"
-            work.flags.append("pregen_skip")
+            work.flags.append("needs_cloud" if needs else "pregen_skip")
         else:
             route, text, reason, cloud_model = yield from self._local_first(work, block, cancel)
         answer = answer_of(work, route=route, text=text, reason=reason, cloud_model=cloud_model,
@@ -136,3 +154,9 @@ class Pipeline:
             raise cloud_exc  # strict mode: the caller asked for the cloud's answer or an error
         work.flags += ["low_confidence", "offline"]
         return "local-offline", text, f"{decision.reason}; cloud failed: {work.error}", ""
+
+
+def unhonoured(sampling: Sampling, honours: frozenset[str]) -> list[str]:
+    """The fields of ``sampling`` set away from greedy defaults that an engine honouring ``honours`` cannot."""
+    return [f.name for f in fields(Sampling)
+            if getattr(sampling, f.name) != getattr(GREEDY, f.name) and f.name not in honours]

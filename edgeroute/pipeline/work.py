@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from ..answer import Answer, Route
 from ..energy.base import EnergyReading, QueryEnergy, combine
 from ..energy.cputime import CpuScope
 from ..energy.monitor import EnergyMonitor, EnergyWindow
+from ..local.sampling import GREEDY, Sampling
 from ..messages import Message
 
 ENERGY_OFF = "energy metering disabled (energy=False)"
@@ -38,6 +39,9 @@ class Work:
     energy_pregen: Optional[EnergyReading] = None
     energy_cloud: Optional[EnergyReading] = None
     cloud_ok: bool = False  # the cloud may be used for this query (not private, configured, not disabled)
+    sampling: Sampling = GREEDY
+    finish_reason: str = "stop"
+    logprobs: Optional[list[dict[str, Any]]] = None
 
 
 def energy_begin(monitor: Optional[EnergyMonitor], cpu: CpuScope) -> Optional[EnergyWindow]:
@@ -76,4 +80,15 @@ def answer_of(work: Work, *, route: Route, text: str, reason: str, cloud_model: 
         cloud_model=cloud_model,
         created=work.created,
         warnings=work.warnings,
+        finish_reason=work.finish_reason,
+        logprobs=work.logprobs if route != "cloud" else None,
     )
+
+
+def openai_logprobs(texts: list[str], logprobs: list[float], top: list[list[tuple[str, float]]]) -> list[dict[str, Any]]:
+    """Per-token logprobs in OpenAI's ``choices[].logprobs.content`` shape (nats)."""
+    def entry(text: str, lp: float) -> dict[str, Any]:
+        return {"token": text, "logprob": lp, "bytes": list(text.encode("utf-8"))}
+
+    return [{**entry(t, float(lp)), "top_logprobs": [entry(a, b) for a, b in alts]}
+            for t, lp, alts in zip(texts, logprobs, top)]
