@@ -66,6 +66,7 @@ class AnthropicBackend(CloudBackend):
         headers = {"anthropic-version": API_VERSION}
         if key:
             headers["x-api-key"] = key
+        self._secrets: tuple[str, ...] = (key,) if key else ()
         self.base_url, self._client = make_client(base_url, headers, connect_timeout_s, read_timeout_s, transport)
 
     def __repr__(self) -> str:  # never shows the key
@@ -82,7 +83,7 @@ class AnthropicBackend(CloudBackend):
         if system:
             payload["system"] = system
         t0 = time.perf_counter()
-        body = post_json(self._client, self.base_url, "/v1/messages", payload, timeout_s)
+        body = post_json(self._client, self.base_url, "/v1/messages", payload, timeout_s, self._secrets)
         text, model, n_in, n_out, stop = parse_message(body)
         return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, stop)
 

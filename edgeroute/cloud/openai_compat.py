@@ -11,9 +11,10 @@ from typing import Any, Optional
 import httpx
 
 from .._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, ENV_CLOUD_API_KEY
-from .._errors import CloudResponseError, CloudStreamError
+from .._errors import CloudResponseError, CloudStreamError, CloudTimeoutError
 from ..messages import Message
-from ._http import check_status, make_client, post_json, timeout_of, transport_error
+from ..scrub import scrub
+from ._http import Deadline, check_status, make_client, post_json, timeout_of, transport_error
 from .base import CloudAnswer, CloudBackend
 
 
@@ -34,6 +35,27 @@ def parse_chat_completion(body: Any) -> tuple[str, str, int, int, str]:
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise CloudResponseError(f"the cloud's answer is not a chat completion ({exc!r})") from None
+
+
+def chunk_pieces(chunk: dict[str, Any], base_url: str) -> list[tuple[str, str]]:
+    """(text piece, finish_reason) per choice of one stream chunk; ``CloudResponseError`` when its shape is wrong
+    (``choices`` not a list, a delta that is not an object, content that is not a string)."""
+    choices = chunk.get("choices")
+    if choices is None:
+        return []
+    if not isinstance(choices, list):
+        raise CloudResponseError(f"{base_url}: a stream chunk's 'choices' is not a list")
+    out = []
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(choice, dict) or not isinstance(delta, (dict, type(None))):
+            raise CloudResponseError(f"{base_url}: a stream chunk's choice is not an object with a delta")
+        content = (delta or {}).get("content")
+        finish = choice.get("finish_reason")
+        if not isinstance(content, (str, type(None))) or not isinstance(finish, (str, type(None))):
+            raise CloudResponseError(f"{base_url}: a stream chunk's content or finish_reason is not a string")
+        out.append((content or "", finish or ""))
+    return out
 
 
 class OpenAICompatBackend(CloudBackend):
@@ -66,6 +88,7 @@ class OpenAICompatBackend(CloudBackend):
         self.model = model
         key = api_key if api_key is not None else os.environ.get(api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._secrets: tuple[str, ...] = (key,) if key else ()
         self.base_url, self._client = make_client(base_url, headers, connect_timeout_s, read_timeout_s, transport)
 
     def __repr__(self) -> str:  # never shows the key
@@ -76,7 +99,7 @@ class OpenAICompatBackend(CloudBackend):
     ) -> CloudAnswer:
         payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         t0 = time.perf_counter()
-        body = post_json(self._client, self.base_url, "/chat/completions", payload, timeout_s)
+        body = post_json(self._client, self.base_url, "/chat/completions", payload, timeout_s, self._secrets)
         text, model, n_in, n_out, finish = parse_chat_completion(body)
         return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish)
 
@@ -91,11 +114,12 @@ class OpenAICompatBackend(CloudBackend):
         t0 = time.perf_counter()
         pieces: list[str] = []
         model, finish, done = self.model, "", False
+        deadline = Deadline(self.base_url, timeout_s)  # the whole call, a trickling stream included
         try:
             with self._client.stream("POST", "/chat/completions", json=payload, timeout=timeout_of(timeout_s)) as r:
                 if not r.is_success:
                     r.read()
-                    check_status(r, self.base_url)
+                    check_status(r, self.base_url, self._secrets)
                 if "text/event-stream" not in r.headers.get("content-type", ""):
                     # a server that ignores "stream" answers with one JSON completion; a captive portal with HTML
                     r.read()
@@ -111,6 +135,12 @@ class OpenAICompatBackend(CloudBackend):
                         yield text
                     return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish)
                 for line in r.iter_lines():
+                    try:
+                        deadline.check()
+                    except CloudTimeoutError as exc:
+                        if pieces:
+                            raise CloudStreamError(f"{exc} (after {len(pieces)} pieces)") from None
+                        raise
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
@@ -123,11 +153,11 @@ class OpenAICompatBackend(CloudBackend):
                         raise CloudStreamError(f"{self.base_url}: unreadable stream chunk {data[:80]!r}") from None
                     if not isinstance(chunk, dict) or "error" in chunk:
                         detail = chunk.get("error") if isinstance(chunk, dict) else chunk
-                        raise CloudStreamError(f"{self.base_url}: error event in the stream: {str(detail)[:200]}")
+                        raise CloudStreamError(scrub(f"{self.base_url}: error event in the stream: "
+                                                     f"{str(detail)[:200]}", self._secrets))
                     model = str(chunk.get("model") or model)
-                    for choice in chunk.get("choices") or []:
-                        finish = str(choice.get("finish_reason") or finish)
-                        piece = (choice.get("delta") or {}).get("content") or ""
+                    for piece, finish_now in chunk_pieces(chunk, self.base_url):
+                        finish = finish_now or finish
                         if piece:
                             pieces.append(piece)
                             yield piece
@@ -135,7 +165,11 @@ class OpenAICompatBackend(CloudBackend):
             if pieces:
                 raise CloudStreamError(f"{self.base_url}: the stream broke after {len(pieces)} pieces "
                                        f"({type(exc).__name__})") from exc
-            raise transport_error(self.base_url, exc) from exc
+            raise transport_error(self.base_url, exc, self._secrets) from exc
+        except CloudResponseError as exc:
+            if pieces:  # a malformed chunk after the answer began
+                raise CloudStreamError(str(exc)) from None
+            raise
         if not done and not finish:
             if not pieces:
                 raise CloudResponseError(f"{self.base_url}: the event stream ended before any answer")

@@ -101,7 +101,8 @@ class RetryingBackend(CloudBackend):
         attempt = 0
         while True:
             try:
-                return self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s)
+                return self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature,
+                                           timeout_s=self._left(start, timeout_s))
             except CloudAuthError as exc:
                 with self._lock:
                     self.disabled = str(exc)
@@ -128,7 +129,8 @@ class RetryingBackend(CloudBackend):
         attempt = 0
         while True:
             sent = 0
-            inner = self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s)
+            inner = self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                      timeout_s=self._left(start, timeout_s))
             try:
                 while True:
                     try:
@@ -153,6 +155,12 @@ class RetryingBackend(CloudBackend):
                 attempt += 1
             finally:
                 inner.close()
+
+    def _left(self, start: float, timeout_s: Optional[float]) -> float:
+        """What remains of the deadline for the next attempt (seconds), capped by the caller's ``timeout_s``: the
+        deadline bounds the whole call, a trickling stream included, not only the waits between attempts."""
+        left = max(self.deadline_s - (self._clock() - start), 0.001)
+        return left if timeout_s is None else min(left, timeout_s)
 
     @property
     def reachable(self) -> bool:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator
 from typing import Optional
 
-from .._errors import CloudError
+from .._errors import CloudError, GenerationCancelled
 from ..answer import Route, StreamEvent
 from ..assembly import Parts
 from ..cloud.base import CloudAnswer
 from ..device import DeviceWatch
+from ..scrub import scrub
 from .work import Work, energy_begin, energy_end
 
 
@@ -33,7 +35,8 @@ def cloud_block(parts: Parts, work: Work) -> Optional[tuple[Route, str]]:
 
 
 def cloud_stream(
-    parts: Parts, device: DeviceWatch, work: Work, escalating: Optional[str]
+    parts: Parts, device: DeviceWatch, work: Work, escalating: Optional[str],
+    cancel: Optional[threading.Event] = None,
 ) -> Generator[StreamEvent, None, tuple[Optional[CloudAnswer], list[str], Optional[CloudError]]]:
     """Stream the cloud's answer to the caller: (answer, pieces sent, error). ``escalating`` (the reason) is
     announced with an ``escalate`` event just before the first piece, so a cloud that fails before answering
@@ -53,13 +56,15 @@ def cloud_stream(
             except StopIteration as stop:
                 reply = stop.value
                 break
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("cancelled by the caller during the cloud's answer")
             if not pieces and escalating is not None:
                 yield StreamEvent("escalate", text=escalating, source="cloud")
             pieces.append(piece)
             yield StreamEvent("token", text=piece, source="cloud")
     except CloudError as exc:
         error = exc
-        work.error = f"{type(exc).__name__}: {exc}"
+        work.error = scrub(f"{type(exc).__name__}: {exc}")
         if pieces:
             work.flags.append("partial")
     finally:

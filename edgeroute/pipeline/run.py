@@ -61,7 +61,7 @@ class Pipeline:
         reply: Optional[CloudAnswer] = None
         pieces: list[str] = []
         if skip is not None:
-            reply, pieces, cloud_exc = yield from cloud_step.cloud_stream(parts, self.device, work, None)
+            reply, pieces, cloud_exc = yield from cloud_step.cloud_stream(parts, self.device, work, None, cancel)
             if cloud_exc is not None and not pieces:
                 if needs:
                     raise cloud_exc
@@ -138,7 +138,7 @@ class Pipeline:
             if route == "local-offline":
                 work.flags.append("offline")
             return route, text, f"{decision.reason}; not escalated: {why}", ""
-        reply, pieces, cloud_exc = yield from cloud_step.cloud_stream(parts, self.device, work, decision.reason)
+        reply, pieces, cloud_exc = yield from cloud_step.cloud_stream(parts, self.device, work, decision.reason, cancel)
         if reply is not None:
             return "cloud", reply.text, f"escalated: {decision.reason}", reply.model
         if pieces:  # the caller has seen part of the cloud's answer: no silent retry, flagged

@@ -52,7 +52,8 @@ class EdgerouteServer:
                                 timeout_graceful_shutdown=2, h11_max_incomplete_event_size=64 * 1024)
         self._server = uvicorn.Server(config)
         self._thread: Optional[threading.Thread] = None
-        logging.getLogger("uvicorn.error").setLevel(logging.ERROR)  # request lines could carry prompts
+        for name, level in (("uvicorn.error", logging.ERROR), ("sse_starlette", logging.WARNING)):
+            logging.getLogger(name).setLevel(level)  # sse-starlette logs every chunk (answers) at DEBUG
 
     @property
     def url(self) -> str:
