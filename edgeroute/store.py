@@ -117,7 +117,7 @@ class TraceStore:
 
     def add_feedback(self, answer_id: str, *, correct: Optional[bool], note: Optional[str] = None) -> None:
         """Store feedback for ``answer_id``; raise ``UnknownAnswerError`` if the trace has no such answer."""
-        with self._lock:
+        with self._reading():
             if self._conn.execute("SELECT 1 FROM decisions WHERE id = ?", (answer_id,)).fetchone() is None:
                 raise UnknownAnswerError(f"no answer with id {answer_id!r} in {self.path}")
         flag = None if correct is None else int(bool(correct))
@@ -155,9 +155,18 @@ class TraceStore:
                     self._conn.execute("ROLLBACK")
                 raise StoreError(f"cannot write to the trace store {self.path}: {exc}") from exc
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Hold the lock for a read; SQLite errors (a damaged file) become ``StoreError``."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the trace store {self.path}: {exc}") from exc
+
     def get(self, answer_id: str) -> Optional[dict[str, Any]]:
         """The decision row for ``answer_id`` (JSON columns decoded) with its ``feedback`` list, or None."""
-        with self._lock:
+        with self._reading():
             cur = self._conn.execute("SELECT * FROM decisions WHERE id = ?", (answer_id,))
             names = [d[0] for d in cur.description]
             found = cur.fetchone()
@@ -167,15 +176,18 @@ class TraceStore:
                 "SELECT created, correct, note FROM feedback WHERE answer_id = ? ORDER BY rowid", (answer_id,)
             ).fetchall()
         row = dict(zip(names, found))
-        for col in _JSON_COLUMNS:
-            row[col] = json.loads(row[col])
+        try:
+            for col in _JSON_COLUMNS:
+                row[col] = json.loads(row[col])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"the trace store {self.path} holds a damaged row for {answer_id}: {exc}") from None
         row["feedback"] = [
             {"created": c, "correct": None if v is None else bool(v), "note": n} for c, v, n in fb
         ]
         return row
 
     def ids(self) -> Iterator[str]:
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute("SELECT id FROM decisions ORDER BY created, rowid").fetchall()
         return iter(r[0] for r in rows)
 

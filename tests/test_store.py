@@ -204,3 +204,30 @@ def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path):
         assert "plugin_a" not in tables and "plugin_b" not in tables and applied(conn, "plugin") == []
         conn.close()
         assert store.migrate("plugin", bad[:1]) == ["001-ok"] and store.migrate("plugin", bad[:1]) == []
+
+
+def test_a_trace_damaged_while_open_gives_store_errors_not_sqlite_errors(tmp_path):
+    import sqlite3
+
+    from edgeroute import Router, StoreError
+    from edgeroute.testing import MockLocalModel
+
+    path = tmp_path / "t.db"
+    router = Router(local_model=MockLocalModel(), local_only=True, trace_path=str(path), energy=False)
+    first, second = router.ask("hi"), router.ask("hello there")
+    other = sqlite3.connect(path)
+    other.execute("UPDATE decisions SET signals = '{not json' WHERE id = ?", (first.id,))
+    other.commit()
+    with pytest.raises(StoreError, match="damaged row"):
+        router.store.get(first.id)
+    other.execute("DROP TABLE feedback")
+    other.execute("DROP TABLE decisions")
+    other.commit()
+    other.close()
+    for call in (lambda: router.feedback(second.id, True), lambda: router.store.get(second.id),
+                 lambda: list(router.store.ids())):
+        with pytest.raises(StoreError):
+            call()
+    answer = router.ask("still answering?")  # the trace write fails; the answer is not lost
+    assert answer.text and any("trace not written" in w for w in answer.warnings)
+    router.close()
