@@ -199,7 +199,12 @@ def _build(cfg: RouterConfig, owned: list[Any], local: Optional[LocalModel], clo
         energy = build_monitor(cfg.energy_meters, gpu=local.uses_gpu, idle_w=cfg.energy_idle_w,
                                watts_per_core=cfg.watts_per_core)
         owned.append(energy)
-    privacy = PrivacyDetector(cfg.privacy_kinds) if cfg.privacy_detect else None
+    privacy = None
+    if cfg.privacy_detect:
+        from .registry import DETECTORS
+
+        extra = [DETECTORS.get(name)(cfg) for name in cfg.privacy_detectors if name != "patterns"]
+        privacy = PrivacyDetector(cfg.privacy_kinds, extra=extra)
     return Parts(cfg, local, cloud, signals, pregen, policy, store, energy, privacy, calibration, source, disabled,
                  owned)
 

@@ -165,6 +165,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_policy(args)
     if args.what == "transfer":
         return _cmd_bench_transfer(args)
+    if args.what == "privacy":
+        from .bench.privacy import markdown as privacy_markdown
+        from .bench.privacy import privacy_report
+
+        report = privacy_report(path=Path(args.data) if args.data else None)
+        print(json.dumps(report, indent=2) if args.json else privacy_markdown(report))
+        return 0
 
     from .bench.api import run_bench
     from .bench.report import markdown, public
@@ -354,10 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
-    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer"), default="report",
+    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer", "privacy"), default="report",
                        help="report (default): signals and deferral curves; policy: replay the routing policies; "
                             "transfer: the judgement on families and sources it was not trained on (LOFO, LOSO, "
-                            "held-out families, risk-coverage)")
+                            "held-out families, risk-coverage); privacy: the privacy gate's recall and false "
+                            "positives on its labelled corpus (--data: your own)")
     bench.add_argument("--epsilon", type=float, default=0.1,
                        help="transfer: the accepted-answer error for risk-coverage (default 0.1)")
     bench.add_argument("--split", help="train | calibration | test | heldout-families | all "

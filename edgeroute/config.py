@@ -39,7 +39,10 @@ class RouterConfig:
     environment variable named by ``cloud_api_key_env``. ``cloud_provider``, ``routing``, ``energy_meters`` and
     ``signal_names`` (None: the default set) name entries of the registries in ``edgeroute.registry``, built-in or
     plugins. ``cloud_resilience`` wraps every cloud backend, built-in or passed in, in the retry loop and the
-    circuit breaker (False: call it as it is).
+    circuit breaker (False: call it as it is). ``privacy_detectors`` adds detectors from the registry to the
+    built-in one. ``cloud_budget_usd_per_day`` and ``cloud_requests_per_minute`` are hard caps on cloud use, held
+    across processes in the trace store (past one, answers stay local and say so). ``cloud_token_command`` is a
+    command that prints a fresh bearer token (or JSON ``{"token", "expires_in"}``), run when the token is needed.
 
     A plain value: ``load_config`` builds one from defaults, the config file, the environment and arguments.
 
@@ -79,6 +82,10 @@ class RouterConfig:
     store_prompts: bool = False
     privacy_detect: bool = True
     privacy_kinds: Optional[tuple[str, ...]] = None
+    privacy_detectors: tuple[str, ...] = ()
+    cloud_budget_usd_per_day: Optional[float] = None
+    cloud_requests_per_minute: Optional[int] = None
+    cloud_token_command: Optional[str] = None
     energy: bool = True
     energy_meters: Optional[tuple[str, ...]] = None
     energy_idle_w: Optional[float] = None
@@ -115,6 +122,10 @@ class RouterConfig:
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
             (self.cloud_max_retries >= 0, f"cloud_max_retries must be >= 0, got {self.cloud_max_retries}"),
             (self.cloud_deadline_s > 0, f"cloud_deadline_s must be > 0 seconds, got {self.cloud_deadline_s}"),
+            (self.cloud_budget_usd_per_day is None or self.cloud_budget_usd_per_day >= 0,
+             f"cloud_budget_usd_per_day must be >= 0 US$, got {self.cloud_budget_usd_per_day}"),
+            (self.cloud_requests_per_minute is None or self.cloud_requests_per_minute >= 0,
+             f"cloud_requests_per_minute must be >= 0, got {self.cloud_requests_per_minute}"),
             (
                 self.pregen_threshold is None or 0.0 <= self.pregen_threshold <= 1.0,
                 f"pregen_threshold must be in [0, 1], got {self.pregen_threshold}",
@@ -145,7 +156,7 @@ class RouterConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        from .registry import METERS, POLICIES, PROVIDERS, SIGNALS
+        from .registry import DETECTORS, METERS, POLICIES, PROVIDERS, SIGNALS
 
         PROVIDERS.check(self.cloud_provider, "cloud_provider")
         POLICIES.check(self.routing, "routing")
@@ -153,6 +164,8 @@ class RouterConfig:
             METERS.check(name, "energy_meters")
         for name in self.signal_names or ():
             SIGNALS.check(name, "signal_names")
+        for name in self.privacy_detectors:
+            DETECTORS.check(name, "privacy_detectors")
 
     def replace(self, **changes: Any) -> "RouterConfig":
         """A copy with ``changes`` (checked like arguments; an unknown key is a ``ConfigError``)."""
@@ -193,6 +206,10 @@ class RouterOptions(typing.TypedDict, total=False):
     store_prompts: bool
     privacy_detect: bool
     privacy_kinds: Optional[tuple[str, ...]]
+    privacy_detectors: tuple[str, ...]
+    cloud_budget_usd_per_day: Optional[float]
+    cloud_requests_per_minute: Optional[int]
+    cloud_token_command: Optional[str]
     energy: bool
     energy_meters: Optional[tuple[str, ...]]
     energy_idle_w: Optional[float]

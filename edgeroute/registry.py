@@ -152,7 +152,11 @@ POLICIES = Registry("edgeroute.policies", "routing policy", {
     "linucb": "edgeroute.policy.online:LinUCBPolicy.from_config",
 })
 
+DETECTORS = Registry("edgeroute.detectors", "privacy detector", {
+    "patterns": "edgeroute.privacy.patterns:PatternDetector.from_config",
+})
+
 #: The default signal set, in order (the probe drops out when none fits the model).
 DEFAULT_SIGNALS = ("perplexity", "tokens", "query", "selfref", "probe")
 
-__all__ = ["DEFAULT_SIGNALS", "METERS", "POLICIES", "PROVIDERS", "Registry", "SIGNALS"]
+__all__ = ["DEFAULT_SIGNALS", "DETECTORS", "METERS", "POLICIES", "PROVIDERS", "Registry", "SIGNALS"]

@@ -69,3 +69,53 @@ def test_earlier_turns_count_and_the_gate_can_be_narrowed_or_turned_off():
     assert c.route == "cloud" and len(cloud.requests) == 2
     with pytest.raises(ConfigError, match="unknown privacy kind"):
         Router(local_model=local, cloud=cloud, trace=False, privacy_kinds=("ssn",))
+
+
+# The evasions reported against the gate in issue 18, each with what it must be found as.
+REPORTED = [
+    ("card 4111.1111.1111.1111", "card"), ("card 4111  1111  1111  1111", "card"), ("card 4111/1111/1111/1111", "card"),
+    ("card 4111\u200b1111\u200b1111\u200b1111", "card"),
+    ("card four one one one one one one one one one one one one one one one", "card"),
+    ("mail jürgen.müller@beispiel.de", "email"), ("mail jane＠example.com", "email"),
+    ("mail jane [at] example [dot] com", "email"), ("mail jane\u200b@example.com", "email"),
+    ("call 555 123 4567", "phone"), ("key sk-abc1234567", "api_key"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), REPORTED)
+def test_every_reported_evasion_is_caught_and_its_span_is_in_the_original_text(text, kind):
+    findings = PrivacyDetector().find(text)
+    assert [f.kind for f in findings] == [kind]
+    start = findings[0].start
+    assert text[start:start + 3].lstrip()[:1] not in ("", " ")  # points at the value, as the user wrote it
+
+
+def test_recall_and_false_positives_on_the_corpus_it_was_built_against():
+    from edgeroute.bench.privacy import load_corpus, privacy_report
+
+    rows = load_corpus()
+    assert sum(r["sensitive"] for r in rows) >= 300 and sum(not r["sensitive"] for r in rows) >= 300
+    splits = privacy_report()["splits"]
+    for split in ("dev", "tuned"):  # the figures the detector was built to; the held-out one is reported, not tested
+        assert splits[f"{split}:all"]["recall"] >= 0.98 and splits[f"{split}:all"]["false_positive_rate"] <= 0.005
+
+
+def test_an_app_plugs_in_its_own_detector_by_name():
+    from edgeroute.privacy import Detector, Finding
+    from edgeroute.registry import DETECTORS
+
+    class EmployeeIds(Detector):
+        name = "employee-ids"
+
+        def find(self, text):
+            at = text.find("EMP-")
+            return [Finding("employee_id", at, at + 10)] if at >= 0 else []
+
+    DETECTORS.register("employee-ids", EmployeeIds.from_config)
+    local, cloud = MockLocalModel(), MockCloud()
+    local.enqueue("no idea", logprobs=UNSURE)
+    router = Router(local_model=local, cloud=cloud, trace=False, privacy_detectors=("employee-ids",))
+    answer = router.ask("Who is EMP-123456?")
+    assert cloud.requests == [] and "employee_id" in answer.reason
+    with pytest.raises(ConfigError, match="privacy_detectors"):
+        Router(local_model=local, cloud=cloud, trace=False, privacy_detectors=("nope",))
