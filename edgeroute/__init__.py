@@ -9,6 +9,7 @@
 from ._errors import (
     CalibrationError,
     CloudAuthError,
+    CloudBudgetError,
     CloudError,
     CloudHTTPError,
     CloudResponseError,
@@ -63,6 +64,7 @@ __all__ = [
     "CalibrationError",
     "CloudAnswer",
     "CloudAuthError",
+    "CloudBudgetError",
     "CloudBackend",
     "CloudError",
     "CloudHTTPError",

@@ -19,7 +19,8 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
     │   ├── CloudHTTPError           a non-2xx status; ``status_code`` says which
     │   │   └── CloudAuthError       401 / 403
     │   ├── CloudResponseError       a 2xx whose body is not a chat completion
-    │   └── CloudStreamError         a streamed answer broke after it started (never retried silently)
+    │   ├── CloudStreamError         a streamed answer broke after it started (never retried silently)
+    │   └── CloudBudgetError         a hard spend cap (US$ per day, requests per minute) refused the call
     ├── EnergyError                  a meter cannot give a valid reading (absent, permission denied, bad window);
     │                                the Router falls back to another meter or the estimate and says so
     ├── PolicyError                  a policy was given a bad context, reward or state (rejected, state unchanged)
@@ -117,6 +118,10 @@ class CloudResponseError(CloudError):
 
 class CloudStreamError(CloudError):
     """A streamed cloud answer broke off (dropped connection, SSE error event, unreadable chunk)."""
+
+
+class CloudBudgetError(CloudError):
+    """A hard cap on cloud use (``cloud_budget_usd_per_day``, ``cloud_requests_per_minute``) refused the call."""
 
 
 class EnergyError(EdgeRouteError):

@@ -13,8 +13,10 @@ import threading
 import warnings
 from urllib.parse import urlsplit
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
+from . import paths
 from ._constants import DEFAULT_THRESHOLD
 from ._errors import ConfigError
 from .cloud.base import CloudBackend
@@ -117,19 +119,36 @@ def build_local(cfg: RouterConfig) -> LocalModel:
     return engine
 
 
+def capped(backend: CloudBackend, cfg: RouterConfig, owned: list[Any]) -> CloudBackend:
+    """``backend`` behind the hard spend caps, when any is configured (the ledger sits beside the trace and is
+    closed with the Router)."""
+    if cfg.cloud_budget_usd_per_day is None and cfg.cloud_requests_per_minute is None:
+        return backend
+    from .cloud.spend import SpendCapped, SpendLedger
+
+    if cfg.trace:
+        where = Path(cfg.trace_path) if cfg.trace_path else paths.trace_db()
+    else:
+        where = paths.data_dir() / "spend.sqlite3"
+    ledger = SpendLedger(where, budget_usd_per_day=cfg.cloud_budget_usd_per_day,
+                         requests_per_minute=cfg.cloud_requests_per_minute)
+    owned.append(ledger)
+    return SpendCapped(backend, ledger, cfg.cloud_price_per_1k_usd)
+
+
 def build_cloud(cfg: RouterConfig, cloud: Optional[CloudBackend], owned: list[Any]) -> tuple[Optional[CloudBackend], str]:
     """(the cloud backend or None, why the configured cloud is disabled or "")."""
     if cloud is not None:
-        return resilient(cloud, cfg), ""
+        return capped(resilient(cloud, cfg), cfg, owned), ""
     if not cfg.cloud_url or cfg.local_only:
         return None, ""
-    if needs_key(cfg.cloud_url) and not os.environ.get(cfg.cloud_api_key_env):
+    if needs_key(cfg.cloud_url) and not os.environ.get(cfg.cloud_api_key_env) and not cfg.cloud_token_command:
         why = f"no API key in ${cfg.cloud_api_key_env} for {cfg.cloud_url}: cloud disabled"
         if cfg.cloud_required:
             raise ConfigError(f"cloud_required is set but there is {why}")
         log.warning("edgeroute: %s; answering locally", why)
         return None, why
-    backend = resilient(make_provider(cfg), cfg)
+    backend = capped(resilient(make_provider(cfg), cfg), cfg, owned)
     owned.append(backend)
     return backend, ""
 

@@ -94,12 +94,13 @@ class Deadline:
 
 
 def post_json(client: httpx.Client, base_url: str, path: str, payload: dict[str, Any],
-              timeout_s: Optional[float], secrets: Sequence[str] = ()) -> Any:
+              timeout_s: Optional[float], secrets: Sequence[str] = (),
+              headers: Optional[dict[str, str]] = None) -> Any:
     """POST ``payload`` and return the decoded JSON body; exactly one request, never a retry. ``timeout_s``
     bounds the whole call, a body that trickles in included."""
     deadline = Deadline(base_url, timeout_s)
     try:
-        with client.stream("POST", path, json=payload, timeout=timeout_of(timeout_s)) as response:
+        with client.stream("POST", path, json=payload, timeout=timeout_of(timeout_s), headers=headers) as response:
             parts, size = [], 0
             for piece in response.iter_bytes():
                 deadline.check()

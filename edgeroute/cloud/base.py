@@ -33,12 +33,19 @@ class CloudBackend(abc.ABC):
     #: (``breaks``); the Router adds only what is missing.
     retries: bool = False
     breaks: bool = False
+    #: True when the backend fetches fresh credentials itself (a token provider): a 401 then does not disable it.
+    renews_credentials: bool = False
 
     @property
     def reachable(self) -> bool:
         """False while the backend knows the cloud is not there (e.g. an open circuit): the policy then plans for
         the local answer. Default: True."""
         return True
+
+    def blocked(self) -> str:
+        """Why no call may be made now (e.g. a spend cap is reached), or "": the Router then keeps the answer on
+        the device with this reason. Default: ""."""
+        return ""
 
     @classmethod
     def from_config(cls, config: Any) -> "CloudBackend":

@@ -48,7 +48,7 @@ class CircuitBreaker(CloudBackend):
         if failures < 1 or cooldown_s <= 0 or probe_timeout_s <= 0:
             raise ConfigError("breaker failures must be >= 1 and its times > 0 seconds")
         self.inner, self.name, self.model = inner, inner.name, inner.model
-        self.retries = inner.retries
+        self.retries, self.renews_credentials = inner.retries, inner.renews_credentials
         self.failures, self.base_cooldown_s, self.max_cooldown_s = failures, cooldown_s, max_cooldown_s
         self.probe_timeout_s, self._clock = probe_timeout_s, clock
         self._lock = threading.Lock()

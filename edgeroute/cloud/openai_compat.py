@@ -6,16 +6,19 @@ import json
 import os
 import time
 from collections.abc import Generator, Sequence
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import httpx
 
 from .._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, ENV_CLOUD_API_KEY
-from .._errors import CloudResponseError, CloudStreamError, CloudTimeoutError
+from .._errors import CloudAuthError, CloudResponseError, CloudStreamError, CloudTimeoutError
 from ..messages import Message
 from ..scrub import scrub
 from ._http import Deadline, check_status, make_client, post_json, timeout_of, transport_error
 from .base import CloudAnswer, CloudBackend
+from .tokens import BearerTokens, TokenProvider, command_provider
+
+T = TypeVar("T")
 
 
 def parse_chat_completion(body: Any) -> tuple[str, str, int, int, str]:
@@ -71,8 +74,10 @@ class OpenAICompatBackend(CloudBackend):
     @classmethod
     def from_config(cls, config: Any) -> "OpenAICompatBackend":
         """``cloud_url``, ``cloud_model``, ``cloud_api_key_env`` and the timeouts of a ``RouterConfig``."""
+        provider = command_provider(config.cloud_token_command) if config.cloud_token_command else None
         return cls(config.cloud_url, config.cloud_model, api_key_env=config.cloud_api_key_env,
-                   connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s)
+                   connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s,
+                   token_provider=provider)
 
     def __init__(
         self,
@@ -84,12 +89,33 @@ class OpenAICompatBackend(CloudBackend):
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         transport: Optional[httpx.BaseTransport] = None,
+        token_provider: Optional[TokenProvider] = None,
     ) -> None:
         self.model = model
-        key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self._tokens = BearerTokens(token_provider) if token_provider is not None else None
+        self.renews_credentials = self._tokens is not None
+        key = None if self._tokens is not None else api_key if api_key is not None else os.environ.get(api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._secrets: tuple[str, ...] = (key,) if key else ()
+        self._key_secrets: tuple[str, ...] = (key,) if key else ()
         self.base_url, self._client = make_client(base_url, headers, connect_timeout_s, read_timeout_s, transport)
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return self._key_secrets + tuple(self._tokens.seen if self._tokens is not None else ())
+
+    def _auth(self) -> dict[str, str]:
+        """The Authorization header for the next request (a provider's current token), or none: the client's."""
+        return {"Authorization": f"Bearer {self._tokens.get()}"} if self._tokens is not None else {}
+
+    def _with_fresh_token(self, call: Callable[[], T]) -> T:
+        """``call()``; after a 401 with a provider's token, once more with a fresh token."""
+        try:
+            return call()
+        except CloudAuthError as exc:
+            if self._tokens is None or exc.status_code != 401:
+                raise
+            self._tokens.invalidate()
+            return call()
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAICompatBackend(base_url={self.base_url!r}, model={self.model!r})"
@@ -99,7 +125,8 @@ class OpenAICompatBackend(CloudBackend):
     ) -> CloudAnswer:
         payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         t0 = time.perf_counter()
-        body = post_json(self._client, self.base_url, "/chat/completions", payload, timeout_s, self._secrets)
+        body = self._with_fresh_token(lambda: post_json(self._client, self.base_url, "/chat/completions", payload,
+                                                        timeout_s, self._secrets, self._auth()))
         text, model, n_in, n_out, finish = parse_chat_completion(body)
         return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish)
 
@@ -108,7 +135,19 @@ class OpenAICompatBackend(CloudBackend):
         timeout_s: Optional[float] = None
     ) -> Generator[str, None, CloudAnswer]:
         """Server-sent events (``"stream": true``). Errors before the first piece are the usual typed ones; after
-        it, a dropped connection, an SSE error event or an unreadable chunk is a ``CloudStreamError``."""
+        it, a dropped connection, an SSE error event or an unreadable chunk is a ``CloudStreamError``. A 401 with a
+        provider's token is retried once with a fresh token (nothing has been sent yet)."""
+        try:
+            return (yield from self._stream(messages, max_tokens, temperature, timeout_s))
+        except CloudAuthError as exc:
+            if self._tokens is None or exc.status_code != 401:
+                raise
+            self._tokens.invalidate()
+            return (yield from self._stream(messages, max_tokens, temperature, timeout_s))
+
+    def _stream(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float, timeout_s: Optional[float]
+    ) -> Generator[str, None, CloudAnswer]:
         payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens,
                    "temperature": temperature, "stream": True}
         t0 = time.perf_counter()
@@ -116,7 +155,8 @@ class OpenAICompatBackend(CloudBackend):
         model, finish, done = self.model, "", False
         deadline = Deadline(self.base_url, timeout_s)  # the whole call, a trickling stream included
         try:
-            with self._client.stream("POST", "/chat/completions", json=payload, timeout=timeout_of(timeout_s)) as r:
+            with self._client.stream("POST", "/chat/completions", json=payload, timeout=timeout_of(timeout_s),
+                                     headers=self._auth()) as r:
                 if not r.is_success:
                     r.read()
                     check_status(r, self.base_url, self._secrets)

@@ -86,6 +86,7 @@ class RetryingBackend(CloudBackend):
             raise ConfigError("max_retries must be >= 0 and deadline_s > 0 seconds")
         self.inner, self.max_retries, self.deadline_s = inner, max_retries, deadline_s
         self.retries, self.breaks = True, inner.breaks
+        self.renews_credentials = inner.renews_credentials
         self.name, self.model = inner.name, inner.model
         self._sleep, self._clock, self._rng = sleep, clock, rng or random.Random()
         self._lock = threading.Lock()
@@ -104,8 +105,9 @@ class RetryingBackend(CloudBackend):
                 return self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature,
                                            timeout_s=self._left(start, timeout_s))
             except CloudAuthError as exc:
-                with self._lock:
-                    self.disabled = str(exc)
+                if not self.inner.renews_credentials:  # a fixed key stays wrong; a token provider may recover
+                    with self._lock:
+                        self.disabled = str(exc)
                 raise
             except CloudError as exc:
                 if not should_retry(exc) or attempt >= self.max_retries:
@@ -141,8 +143,9 @@ class RetryingBackend(CloudBackend):
                     sent += 1
                     yield piece
             except CloudAuthError as exc:
-                with self._lock:
-                    self.disabled = str(exc)
+                if not self.inner.renews_credentials:  # a fixed key stays wrong; a token provider may recover
+                    with self._lock:
+                        self.disabled = str(exc)
                 raise
             except CloudError as exc:
                 if sent or not should_retry(exc) or attempt >= self.max_retries:

@@ -31,6 +31,10 @@ def cloud_block(parts: Parts, work: Work) -> Optional[tuple[Route, str]]:
         if parts.cloud_disabled:
             return "local-offline", parts.cloud_disabled
         return "local-offline", "cloud not configured (set cloud_url or $EDGEROUTE_CLOUD_URL)"
+    why = parts.cloud.blocked()
+    if why:
+        work.flags.append("cloud_capped")
+        return "local", f"{why}: kept on the device"
     return None
 
 
