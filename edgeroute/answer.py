@@ -47,6 +47,8 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     finish_reason: str = "stop"
     logprobs: Optional[list[dict[str, Any]]] = None
+    #: The cloud's choices as sent, when the request passed fields only the cloud honours (tool calls, ``n``).
+    cloud_choices: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class Answer:
             "warnings": list(self.warnings),
             "finish_reason": self.finish_reason,
             "logprobs": self.logprobs,
+            "cloud_choices": list(self.cloud_choices),
         }
 
     def to_json(self, **kwargs: Any) -> str:

@@ -154,12 +154,15 @@ class Router:
         private: bool = False,
         cancel: Optional[threading.Event] = None,
         sampling: Optional[Sampling] = None,
+        cloud_extra: Optional[dict[str, Any]] = None,
     ) -> Answer:
         """Answer ``prompt`` (a string or chat messages). ``private=True`` keeps it on the device. ``sampling``
         sets the decoding (default greedy, which the calibration covers; a sampled answer is flagged
-        ``uncalibrated``)."""
+        ``uncalibrated``). ``cloud_extra`` (e.g. ``{"tools": [...]}``) are request fields only the cloud honours:
+        the query goes to the cloud with them (``InputError`` when it cannot), and ``answer.cloud_choices`` holds
+        the cloud's choices as sent."""
         return drain(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel,
-                                        sampling=sampling))
+                                        sampling=sampling, cloud_extra=cloud_extra))
 
     def stream(
         self,
@@ -169,11 +172,13 @@ class Router:
         private: bool = False,
         cancel: Optional[threading.Event] = None,
         sampling: Optional[Sampling] = None,
+        cloud_extra: Optional[dict[str, Any]] = None,
     ) -> AnswerStream:
         """Like ``ask``, but yields ``StreamEvent``s: local tokens as decoded, then maybe an escalation."""
         answer_id = uuid.uuid4().hex
         return AnswerStream(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel,
-                                               sampling=sampling, answer_id=answer_id), answer_id)
+                                               sampling=sampling, answer_id=answer_id, cloud_extra=cloud_extra),
+                            answer_id)
 
     async def aask(self, prompt: PromptLike, *, max_tokens: Optional[int] = None, private: bool = False) -> Answer:
         """Async twin of ``ask``; cancelling the task stops local generation at the next token."""

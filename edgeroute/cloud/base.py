@@ -20,6 +20,8 @@ class CloudAnswer:
     completion_tokens: int
     latency_s: float
     finish_reason: str = ""
+    #: The response's choices as sent (tool calls, several choices), when the request passed ``extra`` fields.
+    choices: tuple[dict[str, Any], ...] = ()
 
 
 class CloudBackend(abc.ABC):
@@ -52,12 +54,18 @@ class CloudBackend(abc.ABC):
         """Build from a ``RouterConfig`` (the provider registry's factory). Providers override this."""
         raise NotImplementedError(f"{cls.__name__} cannot be built from a configuration")
 
+    #: Request fields (OpenAI names: ``tools``, ``n``, ...) this backend sends on verbatim through ``complete``'s
+    #: ``extra``; a request that needs one the backend lacks cannot go to this cloud.
+    passes: frozenset[str] = frozenset()
+
     @abc.abstractmethod
     def complete(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None
     ) -> CloudAnswer:
         """Return the cloud's answer to ``messages``. ``timeout_s`` caps this one request (seconds) below the
-        backend's own timeouts, e.g. for a circuit breaker's probe."""
+        backend's own timeouts, e.g. for a circuit breaker's probe. Backends that declare ``passes`` also take
+        ``extra`` (a mapping of those fields), passed only when a request sets one, and return its raw
+        ``choices``."""
 
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator, Sequence
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .._constants import BREAKER_COOLDOWN_S, BREAKER_FAILURES, BREAKER_MAX_COOLDOWN_S, BREAKER_PROBE_TIMEOUT_S
 from .._errors import CloudAuthError, CloudError, CloudHTTPError, CloudUnreachableError, ConfigError
@@ -49,6 +49,7 @@ class CircuitBreaker(CloudBackend):
             raise ConfigError("breaker failures must be >= 1 and its times > 0 seconds")
         self.inner, self.name, self.model = inner, inner.name, inner.model
         self.retries, self.renews_credentials = inner.retries, inner.renews_credentials
+        self.passes = inner.passes
         self.failures, self.base_cooldown_s, self.max_cooldown_s = failures, cooldown_s, max_cooldown_s
         self.probe_timeout_s, self._clock = probe_timeout_s, clock
         self._lock = threading.Lock()
@@ -107,12 +108,12 @@ class CircuitBreaker(CloudBackend):
 
     def complete(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
-        timeout_s: Optional[float] = None
+        timeout_s: Optional[float] = None, **extra: Any
     ) -> CloudAnswer:
         probe = self._admit()
         try:
             answer = self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature,
-                                         timeout_s=self.probe_timeout_s if probe else timeout_s)
+                                         timeout_s=self.probe_timeout_s if probe else timeout_s, **extra)
         except BaseException as exc:
             self._record(probe, exc)
             raise

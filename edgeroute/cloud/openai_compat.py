@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Callable, Optional, TypeVar
 
 import httpx
@@ -21,11 +21,14 @@ from .tokens import BearerTokens, TokenProvider, command_provider
 T = TypeVar("T")
 
 
-def parse_chat_completion(body: Any) -> tuple[str, str, int, int, str]:
-    """(text, model, prompt_tokens, completion_tokens, finish_reason) from a chat-completion body."""
+def parse_chat_completion(body: Any, allow_empty: bool = False) -> tuple[str, str, int, int, str]:
+    """(text, model, prompt_tokens, completion_tokens, finish_reason) from a chat-completion body;
+    ``allow_empty``: a null content is "" (a tool call's message has none)."""
     try:
         choice = body["choices"][0]
         text = choice["message"]["content"]
+        if text is None and allow_empty and isinstance(choice["message"], dict):
+            text = ""
         if not isinstance(text, str):
             raise TypeError("content is not a string")
         usage = body.get("usage") or {}
@@ -120,15 +123,22 @@ class OpenAICompatBackend(CloudBackend):
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAICompatBackend(base_url={self.base_url!r}, model={self.model!r})"
 
+    #: OpenAI request fields sent on verbatim (``extra``).
+    passes = frozenset({"tools", "tool_choice", "parallel_tool_calls", "n", "presence_penalty", "frequency_penalty",
+                        "response_format", "logprobs", "top_logprobs", "top_p", "seed", "stop"})
+
     def complete(
-        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None,
+        extra: Optional[Mapping[str, Any]] = None,
     ) -> CloudAnswer:
         payload = {"model": self.model, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
+        payload.update({k: v for k, v in (extra or {}).items() if k in self.passes})
         t0 = time.perf_counter()
         body = self._with_fresh_token(lambda: post_json(self._client, self.base_url, "/chat/completions", payload,
                                                         timeout_s, self._secrets, self._auth()))
-        text, model, n_in, n_out, finish = parse_chat_completion(body)
-        return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish)
+        text, model, n_in, n_out, finish = parse_chat_completion(body, allow_empty=bool(extra))
+        choices = tuple(body["choices"]) if extra else ()
+        return CloudAnswer(text, model or self.model, n_in, n_out, time.perf_counter() - t0, finish, choices)
 
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,

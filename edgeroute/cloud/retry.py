@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .._constants import BASE_BACKOFF_S, DEFAULT_CLOUD_DEADLINE_S, DEFAULT_CLOUD_MAX_RETRIES, MAX_BACKOFF_S
 from .._errors import CloudAuthError, CloudError, CloudHTTPError, CloudResponseError, ConfigError
@@ -87,6 +87,7 @@ class RetryingBackend(CloudBackend):
         self.inner, self.max_retries, self.deadline_s = inner, max_retries, deadline_s
         self.retries, self.breaks = True, inner.breaks
         self.renews_credentials = inner.renews_credentials
+        self.passes = inner.passes
         self.name, self.model = inner.name, inner.model
         self._sleep, self._clock, self._rng = sleep, clock, rng or random.Random()
         self._lock = threading.Lock()
@@ -94,7 +95,8 @@ class RetryingBackend(CloudBackend):
         self.disabled: Optional[str] = None
 
     def complete(
-        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0, timeout_s: Optional[float] = None,
+        **extra: Any
     ) -> CloudAnswer:
         if self.disabled is not None:
             raise CloudAuthError(f"cloud disabled until its configuration changes: {self.disabled}", status_code=401)
@@ -103,7 +105,7 @@ class RetryingBackend(CloudBackend):
         while True:
             try:
                 return self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature,
-                                           timeout_s=self._left(start, timeout_s))
+                                           timeout_s=self._left(start, timeout_s), **extra)
             except CloudAuthError as exc:
                 if not self.inner.renews_credentials:  # a fixed key stays wrong; a token provider may recover
                     with self._lock:

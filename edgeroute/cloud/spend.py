@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .._constants import SQLITE_BUSY_TIMEOUT_S
 from .._errors import CloudBudgetError, StoreError
@@ -119,6 +119,7 @@ class SpendCapped(CloudBackend):
         self.name, self.model = inner.name, inner.model
         self.retries, self.breaks = inner.retries, inner.breaks
         self.renews_credentials = inner.renews_credentials
+        self.passes = inner.passes
 
     def _worst(self, messages: Sequence[Message], max_tokens: int) -> float:
         prompt = sum(len(m["content"]) for m in messages) / 3.0 + 8 * len(messages)  # generous: ~3 chars a token
@@ -136,10 +137,11 @@ class SpendCapped(CloudBackend):
         return self.inner.reachable and not self.ledger.blocked()
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
-                 timeout_s: Optional[float] = None) -> CloudAnswer:
+                 timeout_s: Optional[float] = None, **extra: Any) -> CloudAnswer:
         worst = self._worst(messages, max_tokens)
         row = self.ledger.reserve(worst)
-        answer = self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s)
+        answer = self.inner.complete(messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s,
+                                     **extra)
         self.ledger.settle(row, self._cost(answer, worst))
         return answer
 

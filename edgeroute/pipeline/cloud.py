@@ -52,7 +52,10 @@ def cloud_stream(
     reply: Optional[CloudAnswer] = None
     error: Optional[CloudError] = None
     temperature = work.sampling.temperature if not work.sampling.plain else parts.config.temperature
-    stream = parts.cloud.stream(work.messages, max_tokens=work.max_tokens, temperature=temperature)
+    if work.cloud_extra:  # fields sent on verbatim (tools, n, ...): one complete answer, its choices kept
+        stream = _completed(parts, work, temperature)
+    else:
+        stream = parts.cloud.stream(work.messages, max_tokens=work.max_tokens, temperature=temperature)
     try:
         while True:
             try:
@@ -77,7 +80,18 @@ def cloud_stream(
         work.energy_cloud = energy_end(parts.energy, window)
     if reply is not None:
         work.finish_reason = "length" if reply.finish_reason == "length" else "stop"
+        work.cloud_choices = reply.choices
         device.cloud_answered(work.latency_ms["cloud"] / 1000.0)
         work.tokens["cloud_prompt"] = reply.prompt_tokens
         work.tokens["cloud_completion"] = reply.completion_tokens
     return reply, pieces, error
+
+
+def _completed(parts: Parts, work: Work, temperature: float) -> Generator[str, None, CloudAnswer]:
+    """The cloud's whole answer with ``work.cloud_extra`` sent on, as a one-piece stream."""
+    assert parts.cloud is not None
+    answer = parts.cloud.complete(work.messages, max_tokens=work.max_tokens, temperature=temperature,
+                                  extra=dict(work.cloud_extra))  # type: ignore[call-arg]
+    if answer.text:
+        yield answer.text
+    return answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import fields
 from collections.abc import Generator
-from typing import Optional
+from typing import Any, Optional
 
 from .._errors import InputError, PromptTooLongError
 from ..answer import Answer, Route, StreamEvent
@@ -37,6 +37,7 @@ class Pipeline:
     def run(
         self, prompt: PromptLike, *, max_tokens: Optional[int], private: bool, cancel: Optional[threading.Event],
         sampling: Optional[Sampling] = None, answer_id: Optional[str] = None,
+        cloud_extra: Optional[dict[str, Any]] = None,
     ) -> Generator[StreamEvent, None, Answer]:
         """Yield the query's ``StreamEvent``s; the generator returns the ``Answer`` (also in the ``done`` event).
         ``sampling`` is the request's decoding; a field the local model does not honour sends it to the cloud
@@ -47,10 +48,16 @@ class Pipeline:
             work.id = answer_id
         if sampling is not None:
             work.sampling = sampling
+        work.cloud_extra = dict(cloud_extra or {})
         block = cloud_step.cloud_block(parts, work)
         work.cloud_ok = block is None
         route: Route
-        needs = unhonoured(work.sampling, parts.local.honours)
+        needs = unhonoured(work.sampling, parts.local.honours) + sorted(work.cloud_extra)
+        if work.cloud_extra and block is None and parts.cloud is not None:
+            missing = sorted(set(work.cloud_extra) - parts.cloud.passes)
+            if missing:
+                raise InputError(f"the configured cloud ({parts.cloud.name}) cannot take {', '.join(missing)}",
+                                 field=missing[0])
         if needs and block is not None:
             raise InputError(f"the local model cannot honour {', '.join(needs)} and the cloud cannot be used: "
                              f"{block[1]}", field=needs[0])

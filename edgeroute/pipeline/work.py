@@ -42,6 +42,8 @@ class Work:
     sampling: Sampling = GREEDY
     finish_reason: str = "stop"
     logprobs: Optional[list[dict[str, Any]]] = None
+    cloud_extra: dict[str, Any] = field(default_factory=dict)  # request fields only the cloud can honour
+    cloud_choices: tuple[dict[str, Any], ...] = ()
 
 
 def energy_begin(monitor: Optional[EnergyMonitor], cpu: CpuScope) -> Optional[EnergyWindow]:
@@ -82,6 +84,7 @@ def answer_of(work: Work, *, route: Route, text: str, reason: str, cloud_model: 
         warnings=work.warnings,
         finish_reason=work.finish_reason,
         logprobs=work.logprobs if route != "cloud" else None,
+        cloud_choices=work.cloud_choices,
     )
 
 

@@ -27,7 +27,16 @@ from ..answer import Answer, StreamEvent
 from ..router import Router
 from ..scrub import scrub
 from .limits import ServerLimits
-from .render import chunk, completion, completion_id, error_body, headers_of, routing_metadata, usage_of
+from .render import (
+    choice_chunks,
+    chunk,
+    completion,
+    completion_id,
+    error_body,
+    headers_of,
+    routing_metadata,
+    usage_of,
+)
 from .request import ChatRequest, RequestError, parse_chat_request, parse_json
 
 log = logging.getLogger("edgeroute.serve")
@@ -162,9 +171,6 @@ def build_app(router: Router, *, token: Optional[str], model_name: str, limits: 
             req = parse_chat_request(await read_json(request))
         except RequestError as exc:
             return _error(exc.status, str(exc), param=exc.param, close=exc.status in (408, 413))
-        if req.needs_cloud:
-            return _error(400, f"this endpoint does not run {req.needs_cloud}: neither the local model nor the "
-                               f"cloud path supports it", param=req.needs_cloud.split(",")[0].split("=")[0])
         g = gate.setdefault("gate", Gate(limits))
         if not g.try_enter():
             return _error(429, "too many requests in flight; retry shortly", "rate_limit_error",
@@ -215,7 +221,7 @@ async def _answer(router: Router, req: ChatRequest, request: Request, model_name
     watcher = asyncio.create_task(_watch_disconnect(request, cancel))
     try:
         answer = await asyncio.to_thread(router.ask, req.messages, max_tokens=req.max_tokens, private=req.private,
-                                         cancel=cancel, sampling=req.sampling)
+                                         cancel=cancel, sampling=req.sampling, cloud_extra=req.extra or None)
     except EdgeRouteError as exc:
         return _router_error(exc, secrets)
     finally:
@@ -230,7 +236,7 @@ async def _events(router: Router, req: ChatRequest, cancel: threading.Event) -> 
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     stream = router.stream(req.messages, max_tokens=req.max_tokens, private=req.private, cancel=cancel,
-                           sampling=req.sampling)
+                           sampling=req.sampling, cloud_extra=req.extra or None)
     yield stream.id
 
     def work() -> None:
@@ -286,7 +292,7 @@ async def _stream(router: Router, req: ChatRequest, model_name: str, limits: Ser
             yield data(chunk(cid, created, model_name, {"role": "assistant", "content": ""}))
             event: Optional[StreamEvent] = first
             while event is not None:
-                if event.type == "token" and (live or event.source == "cloud"):
+                if event.type == "token" and (live or event.source == "cloud") and not req.extra:
                     yield data(chunk(cid, created, model_name, {"content": event.text}))
                 elif event.type == "token":
                     held.append(event.text)
@@ -295,13 +301,19 @@ async def _stream(router: Router, req: ChatRequest, model_name: str, limits: Ser
                     if live:
                         yield data(chunk(cid, created, model_name, {},
                                          extra={"event": "escalate", "reason": scrub(event.text, secrets)}))
+                elif event.type == "token" and answer_choices_pending(req):
+                    pass  # a pass-through answer is sent from its choices below
                 elif event.type == "done" and event.answer is not None:
                     answer: Answer = event.answer
                     if held and answer.route != "cloud":
                         yield data(chunk(cid, created, model_name, {"content": "".join(held)}))
+                    for payload in choice_chunks(cid, created, model_name, answer.cloud_choices):
+                        yield data(payload)
                     meta = routing_metadata(answer)
                     meta["reason"] = scrub(answer.reason, secrets)
-                    yield data(chunk(cid, created, model_name, {}, answer.finish_reason, extra=meta,
+                    finish = (answer.cloud_choices[0].get("finish_reason") if answer.cloud_choices else None) \
+                        or answer.finish_reason
+                    yield data(chunk(cid, created, model_name, {}, finish, extra=meta,
                                      logprobs=answer.logprobs))
                     if req.include_usage:
                         payload = chunk(cid, created, model_name, {})

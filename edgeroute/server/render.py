@@ -53,13 +53,15 @@ def logprobs_of(answer: Answer) -> Optional[dict[str, Any]]:
 
 
 def completion(answer: Answer, model: str) -> dict[str, Any]:
+    choices = [dict(c, index=k) for k, c in enumerate(answer.cloud_choices)] or [
+        {"index": 0, "message": {"role": "assistant", "content": answer.text}, "logprobs": logprobs_of(answer),
+         "finish_reason": answer.finish_reason}]
     return {
         "id": completion_id(answer.id),
         "object": "chat.completion",
         "created": int(answer.created),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                     "logprobs": logprobs_of(answer), "finish_reason": answer.finish_reason}],
+        "choices": choices,
         "usage": usage_of(answer),
         "edgeroute": routing_metadata(answer),
     }
@@ -76,6 +78,21 @@ def chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: Opt
     if extra:
         payload["edgeroute"] = extra
     return payload
+
+
+def choice_chunks(cid: str, created: int, model: str, choices: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """A pass-through answer's choices (tool calls, several choices) as stream chunks: one delta per choice."""
+    out = []
+    for k, choice in enumerate(choices):
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):
+            delta["tool_calls"] = [dict(c, index=i) for i, c in enumerate(calls) if isinstance(c, dict)]
+        payload = chunk(cid, created, model, delta, choice.get("finish_reason") or "stop")
+        payload["choices"][0]["index"] = k
+        out.append(payload)
+    return out
 
 
 def error_body(message: str, kind: str = "invalid_request_error", param: Optional[str] = None,

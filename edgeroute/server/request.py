@@ -39,9 +39,8 @@ class ChatRequest:
     private: bool = False
     stream_mode: str = "hold"
     include_usage: bool = False
-    #: Why the request needs the cloud (e.g. ``tools``), or "" when the local model may answer it.
-    needs_cloud: str = ""
     model: str = ""
+    #: Fields only the cloud honours (``tools``, ``n`` > 1, penalties): sent on verbatim, the request needs it.
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -185,15 +184,19 @@ def parse_chat_request(body: Any) -> ChatRequest:
     n = _integer(body, "n", 1, 16)
     for name in ("presence_penalty", "frequency_penalty"):
         _number(body, name, -2.0, 2.0)
-    needs = []
+    extra: dict[str, Any] = {}
     if body.get("tools"):
-        if not isinstance(body["tools"], list):
-            raise RequestError("'tools' must be a list", "tools")
-        needs.append("tools")
+        if not isinstance(body["tools"], list) or not all(isinstance(t, dict) for t in body["tools"]):
+            raise RequestError("'tools' must be a list of tool objects", "tools")
+        extra["tools"] = body["tools"]
+        for name in ("tool_choice", "parallel_tool_calls"):
+            if body.get(name) is not None:
+                extra[name] = body[name]
     if n is not None and n > 1:
-        needs.append(f"n={n}")
-    if body.get("presence_penalty") or body.get("frequency_penalty"):
-        needs.append("presence/frequency penalties")
+        extra["n"] = n
+    for name in ("presence_penalty", "frequency_penalty"):
+        if body.get(name):
+            extra[name] = body[name]
     logprobs = _boolean(body, "logprobs")
     top_p = _number(body, "top_p", 0.0, 1.0)
     if top_p == 0.0:
@@ -215,6 +218,6 @@ def parse_chat_request(body: Any) -> ChatRequest:
     return ChatRequest(
         messages=messages, max_tokens=max_tokens, stream=stream, sampling=sampling,
         private=bool(ours.get("private", False)), stream_mode=str(ours.get("stream", "hold")),
-        include_usage=bool((options or {}).get("include_usage", False)), needs_cloud=", ".join(needs),
-        model=str(body.get("model") or ""),
+        include_usage=bool((options or {}).get("include_usage", False)), model=str(body.get("model") or ""),
+        extra=extra,
     )
