@@ -24,6 +24,7 @@ UNSURE = [-3.0] * 3
 
 class Misbehaving(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    dropped: list = []  # when a trickled stream's reader went away
 
     def log_message(self, *args):
         pass
@@ -44,9 +45,9 @@ class Misbehaving(BaseHTTPRequestHandler):
             self._send(400, json.dumps({"error": {"message": msg}}).encode())
         elif mode == "echo401":
             self._send(401, json.dumps({"error": {"message": f"bad key {auth}"}}).encode())
-        elif mode in ("content42", "choices5", "delta"):
+        elif mode in ("content42", "choices5", "delta", "stringchoice"):
             bad = {"content42": {"choices": [{"delta": {"content": 42}}]}, "choices5": {"choices": 5},
-                   "delta": {"choices": [{"delta": "x"}]}}[mode]
+                   "delta": {"choices": [{"delta": "x"}]}, "stringchoice": {"choices": ["x"]}}[mode]
             good = {"choices": [{"delta": {"content": "Paris"}}]}
             first = self.path.split("/")[2] == "late"
             events = ([good, bad] if first else [bad])
@@ -63,7 +64,7 @@ class Misbehaving(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     time.sleep(0.25)
             except (BrokenPipeError, ConnectionResetError):
-                pass
+                Misbehaving.dropped.append(time.monotonic())
             self.close_connection = True
         elif mode == "tricklejson":
             body = json.dumps({"choices": [{"message": {"content": "Paris"}}]}).encode()
@@ -119,7 +120,7 @@ def test_an_echoed_key_appears_in_no_answer_response_trace_or_log(bad_cloud, mod
         server.server_close()
 
 
-@pytest.mark.parametrize("mode", ["content42", "choices5", "delta"])
+@pytest.mark.parametrize("mode", ["content42", "choices5", "delta", "stringchoice"])
 @pytest.mark.parametrize("when", ["early", "late"])
 def test_malformed_chunks_are_typed_errors_and_the_router_falls_back(bad_cloud, mode, when):
     backend = OpenAICompatBackend(f"{bad_cloud}/{mode}/{when}/v1", "m")
@@ -153,3 +154,27 @@ def test_the_deadline_bounds_a_trickling_stream_and_a_trickling_body(bad_cloud):
         backend.complete([{"role": "user", "content": "hi"}], max_tokens=8, timeout_s=1.0)
     assert time.monotonic() - t < 2.5
     router.close()
+
+
+def test_a_client_that_goes_away_cancels_the_cloud_call(bad_cloud):
+    local = MockLocalModel()
+    router = Router(local_model=local, cloud_url=f"{bad_cloud}/trickle/v1", trace=False, energy=False)
+    server = EdgerouteServer(router, port=0)
+    server.start_background()
+    try:
+        local.enqueue("Lyon maybe perhaps", logprobs=UNSURE)
+        Misbehaving.dropped.clear()
+        with httpx.stream("POST", server.url + "/v1/chat/completions", timeout=30, json={
+                "messages": [{"role": "user", "content": "Capital of France?"}], "stream": True}) as r:
+            for line in r.iter_lines():
+                if '"content": "w' in line:  # the cloud's first piece reached us: hang up
+                    left = time.monotonic()
+                    break
+        deadline = time.monotonic() + 5
+        while not Misbehaving.dropped and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Misbehaving.dropped and Misbehaving.dropped[0] - left < 3.0  # not the 15 s the cloud would talk
+    finally:
+        server.shutdown()
+        server.server_close()
+        router.close()

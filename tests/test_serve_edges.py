@@ -48,6 +48,8 @@ BAD = [
     ({"messages": MSG, "max_tokens": -5}, "max_tokens"),
     ({"messages": MSG, "max_tokens": 0}, "max_tokens"),
     ({"messages": MSG, "max_completion_tokens": 1.5}, "max_completion_tokens"),
+    ({"messages": MSG, "max_tokens": True}, "max_tokens"),
+    ({"messages": MSG, "edgeroute": 5}, "edgeroute"),
     ({"messages": MSG, "stream": "false"}, "stream"),
     ({"messages": MSG, "edgeroute": "private"}, "edgeroute"),
     ({"messages": MSG, "edgeroute": {"stream": "sometimes"}}, "edgeroute.stream"),
@@ -98,6 +100,10 @@ def test_methods_and_routes_answer_json(served):
     assert httpx.get(server.url + "/health?x=1").status_code == 200
     r = httpx.post(server.url + URL, content=b"x" * (4 * 1024 * 1024 + 1))
     assert r.status_code == 413 and r.json()["error"]["message"]
+    for head in (b"Content-Length: -1\r\n", b"Content-Length: abc\r\n", b""):  # bad, bad, missing
+        out = _raw(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n", wait_s=1.5)
+        assert out.startswith(b"HTTP/1.1 400") and b"application/json" in out and b'"error"' in out, out[:200]
+    assert httpx.get(server.url + "/health").status_code == 200
 
 
 def test_finish_reason_ids_and_feedback_by_a_streamed_id(tmp_path):
@@ -176,11 +182,14 @@ def _raw(server, data: bytes, wait_s: float = 1.5) -> bytes:
     return out
 
 
-@pytest.mark.parametrize("first", ["POST /nope HTTP/1.1", "POST /v1/chat/completions HTTP/1.1", "PUT /health HTTP/1.1"])
+@pytest.mark.parametrize("first", ["POST /nope HTTP/1.1", "POST /v1/chat/completions HTTP/1.1", "PUT /health HTTP/1.1",
+                                   "413 POST /v1/chat/completions HTTP/1.1"])
 def test_the_body_of_a_rejected_request_is_never_read_as_the_next_request(first):
     router = Router(local_model=MockLocalModel(), local_only=True, trace=False)
-    server = serve(router, token="s3cret" if "completions" in first else None,
-                   limits=ServerLimits(header_timeout_s=1.0, keep_alive_s=1.0))
+    too_big = first.startswith("413 ")
+    first = first.removeprefix("413 ")
+    server = serve(router, token="s3cret" if "completions" in first and not too_big else None,
+                   limits=ServerLimits(header_timeout_s=1.0, keep_alive_s=1.0, max_body_bytes=16))
     try:
         inner = (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
         head = f"{first}\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(inner)}\r\n\r\n"

@@ -231,3 +231,25 @@ def test_a_trace_damaged_while_open_gives_store_errors_not_sqlite_errors(tmp_pat
     answer = router.ask("still answering?")  # the trace write fails; the answer is not lost
     assert answer.text and any("trace not written" in w for w in answer.warnings)
     router.close()
+
+
+def test_damaged_policy_tables_give_store_errors_and_warnings_not_sqlite_errors(tmp_path):
+    import sqlite3
+
+    from edgeroute import Router, StoreError
+    from edgeroute.testing import MockCloud, MockLocalModel
+
+    path = tmp_path / "t.db"
+    router = Router(local_model=MockLocalModel(), cloud=MockCloud(), routing="linucb", trace_path=str(path),
+                    energy=False)
+    first = router.ask("hi there")
+    other = sqlite3.connect(path)
+    for table in ("policy_state", "policy_updates", "policy_pending"):
+        other.execute(f"DROP TABLE {table}")
+    other.commit()
+    other.close()
+    answer = router.ask("hello again")
+    assert answer.text and any("policy not updated" in w for w in answer.warnings)
+    with pytest.raises(StoreError):
+        router.feedback(first.id, True)
+    router.close()

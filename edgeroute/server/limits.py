@@ -9,9 +9,11 @@ and is not reset by trickled bytes.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .._errors import ConfigError
@@ -85,6 +87,21 @@ def protocol_with(header_timeout_s: float) -> type:
             super().on_response_complete()
             if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
                 self._arm()
+
+        def send_400_response(self, msg: str) -> None:
+            """A request h11 cannot parse (a negative Content-Length, a malformed head): JSON like every other
+            error, then the connection closes."""
+            body = json.dumps({"error": {"message": f"malformed HTTP request: {msg}", "type": "invalid_request_error",
+                                         "param": None, "code": None}}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            try:
+                for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                              h11.Data(data=body), h11.EndOfMessage()):
+                    self.transport.write(self.conn.send(event))
+            except h11.LocalProtocolError:  # a response had begun: nothing more can be said on this connection
+                pass
+            self.transport.close()
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
             self._disarm()
