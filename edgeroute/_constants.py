@@ -133,3 +133,13 @@ BATTERY_UNCERTAINTY = 0.25
 POWER_INTEGRATED_UNCERTAINTY = 0.3
 #: Seconds ``edgeroute energy --idle`` samples the idle device by default.
 DEFAULT_IDLE_SAMPLE_S = 2.0
+
+# --- edgeroute serve (server.limits.ServerLimits) ------------------------------------------------------------------
+SERVE_HEADER_TIMEOUT_S = 10.0  # a connection must send a complete request head within this long
+SERVE_KEEP_ALIVE_S = 5.0  # an idle kept-open connection is closed after this long
+SERVE_BODY_TIMEOUT_S = 30.0  # the whole body must arrive within this long
+SERVE_MAX_BODY_BYTES = 4 * 1024 * 1024
+SERVE_MAX_CONCURRENT = 8  # requests answered at once
+SERVE_MAX_QUEUED = 64  # requests waiting beyond those (then 429)
+SERVE_PING_S = 5.0  # keep-alive comment on a quiet event stream
+

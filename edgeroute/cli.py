@@ -301,9 +301,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .router import Router
     from .server import EdgerouteServer
 
+    from .server import ServerLimits
+
     token = os.environ.get(args.token_env) or None
+    limits = ServerLimits(header_timeout_s=args.header_timeout, keep_alive_s=args.keep_alive,
+                          body_timeout_s=args.body_timeout, max_body_bytes=args.max_body_bytes,
+                          max_concurrent=args.max_concurrent, max_queued=args.max_queued)
     with Router(**_router_options(args)) as router:
-        server = EdgerouteServer(router, args.host, args.port, token=token)
+        server = EdgerouteServer(router, args.host, args.port, token=token, limits=limits)
         guard = "bearer token required" if token else f"no token (set ${args.token_env} to require one)"
         print(f"edgeroute serve: {server.url}/v1 ({guard}); Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
@@ -357,6 +362,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
     serve.add_argument("--token-env", default="EDGEROUTE_SERVE_TOKEN",
                        help="environment variable holding the bearer token clients must send (unset: none)")
+    limit = serve.add_argument_group("limits (docs/serve.md)")
+    from . import _constants as C
+
+    limit.add_argument("--header-timeout", type=float, default=C.SERVE_HEADER_TIMEOUT_S,
+                       help="seconds to send a request head (%(default)s)")
+    limit.add_argument("--keep-alive", type=float, default=C.SERVE_KEEP_ALIVE_S,
+                       help="seconds an idle connection stays open (%(default)s)")
+    limit.add_argument("--body-timeout", type=float, default=C.SERVE_BODY_TIMEOUT_S,
+                       help="seconds to send a body (%(default)s)")
+    limit.add_argument("--max-body-bytes", type=int, default=C.SERVE_MAX_BODY_BYTES, help="largest body (%(default)s)")
+    limit.add_argument("--max-concurrent", type=int, default=C.SERVE_MAX_CONCURRENT,
+                       help="requests answered at once (%(default)s)")
+    limit.add_argument("--max-queued", type=int, default=C.SERVE_MAX_QUEUED,
+                       help="requests waiting beyond those; then 429 (%(default)s)")
     routing_args(serve)
     serve.set_defaults(func=_cmd_serve)
 

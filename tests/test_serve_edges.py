@@ -286,3 +286,19 @@ def test_a_client_that_goes_away_stops_the_local_generation(stream):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_quiet_stream_gets_keep_alive_comments():
+    local = MockLocalModel(token_delay_s=0.15)
+    router = Router(local_model=local, local_only=True, trace=False)
+    server = serve(router, limits=ServerLimits(ping_s=0.2))
+    try:
+        body = {"messages": [{"role": "user", "content": "w " * 12}], "stream": True}  # hold mode: quiet ~2 s
+        with httpx.stream("POST", server.url + URL, json=body, timeout=30) as r:
+            lines = list(r.iter_lines())
+        assert any(line.startswith(":") for line in lines) and lines[-1] in ("data: [DONE]", "")
+        assert "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                       for line in lines if line.startswith("data: {")) == ("w " * 12).strip()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .. import _constants as C
 from .._errors import ConfigError
 
 
@@ -31,13 +32,13 @@ class ServerLimits:
     long.
     """
 
-    header_timeout_s: float = 10.0
-    keep_alive_s: float = 5.0
-    body_timeout_s: float = 30.0
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_concurrent: int = 8
-    max_queued: int = 64
-    ping_s: float = 5.0
+    header_timeout_s: float = C.SERVE_HEADER_TIMEOUT_S
+    keep_alive_s: float = C.SERVE_KEEP_ALIVE_S
+    body_timeout_s: float = C.SERVE_BODY_TIMEOUT_S
+    max_body_bytes: int = C.SERVE_MAX_BODY_BYTES
+    max_concurrent: int = C.SERVE_MAX_CONCURRENT
+    max_queued: int = C.SERVE_MAX_QUEUED
+    ping_s: float = C.SERVE_PING_S
 
     def __post_init__(self) -> None:
         for name in ("header_timeout_s", "keep_alive_s", "body_timeout_s", "ping_s"):
