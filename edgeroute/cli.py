@@ -142,64 +142,10 @@ def _thread_choice(window_s: float = 0.3) -> dict[str, Any]:
     return policy.describe()
 
 
-def _bench_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    """What every ``bench`` mode takes from the command line: data, model, generation, the cloud, progress."""
-    from .bench.report import CloudAssumptions
-    from .bench.runner import RunParams
-
-    return dict(
-        data=args.data,
-        model=args.model,
-        params=RunParams(max_tokens=args.max_tokens),
-        cloud=CloudAssumptions(args.cloud_accuracy, args.cloud_latency_ms, args.cloud_price_per_1k, args.cloud_wait_j),
-        cloud_url=args.cloud_url,
-        cloud_model=args.cloud_model,
-        progress=None if args.quiet else sys.stderr,
-    )
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .bench.commands import cmd_bench
 
-    if args.what == "policy":
-        return _cmd_bench_policy(args)
-    if args.what == "transfer":
-        return _cmd_bench_transfer(args)
-    if args.what == "privacy":
-        from .bench.privacy import markdown as privacy_markdown
-        from .bench.privacy import privacy_report
-
-        report = privacy_report(path=Path(args.data) if args.data else None)
-        print(json.dumps(report, indent=2) if args.json else privacy_markdown(report))
-        return 0
-
-    from .bench.api import run_bench
-    from .bench.report import markdown, public
-
-    report = run_bench(
-        split=args.split or "test",
-        limit=args.limit,
-        use_cache=not args.no_cache,
-        out_dir=Path(args.out) if args.out else None,
-        **_bench_inputs(args),
-    )
-    if args.json:
-        print(json.dumps(public(report), indent=2))
-    else:
-        print(markdown(public(report), f"edgeroute bench ({report['split']})"))
-        if report.get("plots"):
-            print("plots: " + ", ".join(report["plots"]))
-    return 0
-
-
-def _cmd_bench_transfer(args: argparse.Namespace) -> int:
-    from .bench.judgement import markdown, transfer_report
-    from .bench.runner import RunParams
-
-    report = transfer_report(data=args.data, model=args.model, params=RunParams(max_tokens=args.max_tokens),
-                             epsilon=args.epsilon, progress=None if args.quiet else sys.stderr)
-    print(json.dumps(report, indent=2) if args.json else markdown(report))
-    return 0
+    return cmd_bench(args)
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
@@ -208,45 +154,6 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     with Router(**_router_options(args)) as router:
         learned = router.feedback(args.answer_id, args.verdict == "good", note=args.note)
     print(json.dumps({"answer_id": args.answer_id, "correct": args.verdict == "good", "policy_learned": learned}))
-    return 0
-
-
-def _cmd_bench_policy(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .bench.api import policy_queries, run_policy_bench
-    from .bench.report import public
-    from .policy.reward import RewardWeights
-
-    queries, basis = policy_queries(split=args.split or "all", **_bench_inputs(args))
-    weights = RewardWeights.preset(args.preset, energy=args.lambda_energy, latency=args.lambda_latency,
-                                   cost=args.lambda_cost)
-    report = run_policy_bench(queries, basis, length=args.queries, weights=weights, guardrail=args.guardrail,
-                              warmup=args.warmup, seed=args.seed, feedback_rate=args.feedback_rate,
-                              price_factor=args.price_factor, shift_preset=args.shift_preset,
-                              out_dir=Path(args.out) if args.out else None)
-    if args.json:
-        print(json.dumps(public(report), indent=2))
-        return 0
-    print(f"edgeroute bench policy: {report['queries']} queries replayed from {basis['split']} "
-          f"(cloud {basis['cloud_source']}, accuracy {basis['cloud']['accuracy']:.3f}); "
-          f"guardrail threshold {report['guardrail_threshold']:.2f}")
-    print("| policy | mean reward | after warm-up | accuracy | J/query | cloud calls |")
-    print("|---|---|---|---|---|---|")
-    for name, p in report["policies"].items():
-        print(f"| {name} | {p['mean_reward']:.4f} | {p['mean_reward_after_warmup']:.4f} | {p['accuracy']:.3f} | "
-              f"{p['joules_per_query']:.2f} | {p['cloud_calls']} |")
-    a = report["after_warmup"]
-    d = report["policies"]["linucb"]["decision_ms"]
-    print(f"LinUCB after {a['warmup']} queries: {a['linucb_mean_reward']:.4f} vs best fixed policy "
-          f"{a['best_fixed_policy']['mean_reward']:.4f} (gap {a['best_fixed_policy']['linucb_gap']:+.1%}); "
-          f"a decision takes {d['mean']:.3f} ms mean, {d['p99']:.3f} ms p99 ({d['per_query_mean']:.3f} ms per query)")
-    for name, shift in report["adaptation"].items():
-        m = shift["mean_reward_after_change"]
-        print(f"{name} at query {shift['change_at']}: after it LinUCB {m['linucb']:.4f}, the old best fixed "
-              f"{m['stale_fixed']:.4f}, the new best fixed (hindsight) {m['hindsight_fixed']:.4f}")
-    if report.get("plots"):
-        print("plots: " + ", ".join(report["plots"]))
     return 0
 
 
@@ -365,17 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     limit = serve.add_argument_group("limits (docs/serve.md)")
     from . import _constants as C
 
-    limit.add_argument("--header-timeout", type=float, default=C.SERVE_HEADER_TIMEOUT_S,
-                       help="seconds to send a request head (%(default)s)")
-    limit.add_argument("--keep-alive", type=float, default=C.SERVE_KEEP_ALIVE_S,
-                       help="seconds an idle connection stays open (%(default)s)")
-    limit.add_argument("--body-timeout", type=float, default=C.SERVE_BODY_TIMEOUT_S,
-                       help="seconds to send a body (%(default)s)")
-    limit.add_argument("--max-body-bytes", type=int, default=C.SERVE_MAX_BODY_BYTES, help="largest body (%(default)s)")
-    limit.add_argument("--max-concurrent", type=int, default=C.SERVE_MAX_CONCURRENT,
-                       help="requests answered at once (%(default)s)")
-    limit.add_argument("--max-queued", type=int, default=C.SERVE_MAX_QUEUED,
-                       help="requests waiting beyond those; then 429 (%(default)s)")
+    for flag, default, what in (
+        ("header-timeout", C.SERVE_HEADER_TIMEOUT_S, "seconds to send a request head"),
+        ("keep-alive", C.SERVE_KEEP_ALIVE_S, "seconds an idle connection stays open"),
+        ("body-timeout", C.SERVE_BODY_TIMEOUT_S, "seconds to send a body"), ("max-body-bytes", C.SERVE_MAX_BODY_BYTES,
+        "largest body"), ("max-concurrent", C.SERVE_MAX_CONCURRENT, "requests answered at once"),
+        ("max-queued", C.SERVE_MAX_QUEUED, "requests waiting beyond those; then 429"),
+    ):
+        limit.add_argument(f"--{flag}", type=type(default), default=default, help=f"{what} (%(default)s)")
     routing_args(serve)
     serve.set_defaults(func=_cmd_serve)
 
