@@ -15,10 +15,14 @@ Each line: {"id", "text", "sensitive": bool, "kind": "card" | "email" | "phone" 
 - The third round (other separators, cards in JSON and code, split or leetspeak numbers, display names,
   addresses in URLs, spaced letters, local and bare phone numbers, more countries, cloud credentials, bank forms)
   was measured once (recall 0.662, false positives 2.2 %), then fixed on: ``tuned`` too.
-- ``heldout``: the fourth round, written after those fixes and not tuned on (superscript and Arabic-Indic digits,
-  cards in URLs, CSV rows and tables, "space" spelled out, HTML entities, ideographic full stops, line breaks,
-  tel: links, .env lines, lower-case bearer tokens, IBANs glued to labels or on several lines). Its figure is
-  the one to read as the transfer figure.
+- The fourth round (superscript and Arabic-Indic digits, cards in URLs, CSV rows and tables, "space" spelled out,
+  HTML entities, ideographic full stops, line breaks, tel: links, .env lines, lower-case bearer tokens, IBANs glued
+  to labels or on several lines) was measured once (recall 0.711, false positives 0.0 %), then fixed on: ``tuned``.
+- ``heldout``: the fifth round, written after those fixes and not tuned on (pasted e-mails, YAML, full-width
+  hyphens, minus signs, spaced pipes, URL paths, fully URL-encoded addresses, spaces inside domains, right-to-left
+  marks, slash-style German numbers, exit codes, half-spelled numbers, secrets in URLs and webhooks, Telegram and
+  Stripe tokens, look-alike benign strings such as order numbers, commit hashes and ARNs). Its figure is the one to
+  read as the transfer figure.
 - Benign strings: benchmark questions (every family of edgeroute's bench set), dates, times, prices, version
   numbers, arithmetic, identifiers and words that look like the real thing ("sk-learn", "call me at noon").
 
@@ -405,23 +409,101 @@ def add_round4(add, numbers: list[str]) -> None:
     for k, (evasion, form) in enumerate(CARD_HELDOUT4.items()):
         for j in range(5):
             add(rng.choice(CARD_TEMPLATES).format(form(numbers[(k * 5 + j * 7) % 200])), True, "card", evasion,
-                "heldout")
+                "tuned")
     for evasion, form in EMAIL_HELDOUT4.items():
         for j in range(5):
             first, last = NAMES[rng.randrange(len(NAMES))]
             user = rng.choice([f"{first}.{last}", first, f"{first[0]}{last}"])
             add(rng.choice(EMAIL_TEMPLATES).format(form(user, rng.choice(DOMAINS))), True, "email", evasion,
-                "heldout")
+                "tuned")
     for evasion, number in PHONES_HELDOUT4.items():
         for template in rng.sample(PHONE_TEMPLATES, 3):
-            add(template.format(number), True, "phone", evasion, "heldout")
+            add(template.format(number), True, "phone", evasion, "tuned")
     for evasion, make in KEYS_HELDOUT4.items():
         for template in rng.sample(KEY_TEMPLATES, 4):
-            add(template.format(make()), True, "api_key", evasion, "heldout")
+            add(template.format(make()), True, "api_key", evasion, "tuned")
     for evasion, form in IBAN_HELDOUT4.items():
         for iban in IBANS4:
-            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "heldout")
+            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "tuned")
     for text in BENIGN4:
+        add(text, False, "", "look-alike", "tuned")
+
+
+# Round 5, written after the fixes for round 4 and measured once, not tuned on: the held-out figure.
+CARD_HELDOUT5 = {
+    "pasted e-mail": lambda n: f"Hi team,\nPlease charge card {'-'.join(groups(n))} (exp 12/26).\nThanks",
+    "dashes at both ends": lambda n: "-" + "-".join(groups(n)) + "-",
+    "YAML value": lambda n: f"card_number: '{n}'",
+    "full-width hyphens": lambda n: fullwidth("-".join(groups(n))),
+    "spaced pipes": lambda n: " | ".join(groups(n)),
+    "double dashes": lambda n: "--".join(groups(n)),
+    "URL path": lambda n: f"/cards/{n}/charge",
+    "minus signs": lambda n: "\u2212".join(groups(n)),
+}
+EMAIL_HELDOUT5 = {
+    "(.) for the dot": lambda u, d: f"{u} (at) {d.replace('.', ' (.) ')}",
+    "space inside the domain": lambda u, d: f"{u}@{d[:3]} {d[3:]}",
+    "fully URL-encoded": lambda u, d: f"{u}@{d}".replace(".", "%2E").replace("@", "%40"),
+    "right-to-left mark": lambda u, d: f"{u}\u200f@{d}",
+    "spaced brackets": lambda u, d: f"{u} [ at ] {d.replace('.', ' [ dot ] ')}",
+    "dot word in the user, real @": lambda u, d: f"{u.replace('.', ' dot ')}@{d}",
+}
+PHONES_HELDOUT5 = {
+    "hash prefix": "#5551234567", "DE slash 030/901820": "Tel.: 030/901820", "DE +49 (30) 901820": "+49 (30) 901820",
+    "FR +33 (0)1 42 68 53 00": "+33 (0)1 42 68 53 00", "US with (mobile)": "+1 555 123 4567 (mobile)",
+    "001 exit code": "001 555 123 4567", "UK dotted +44.20.7946.0958": "+44.20.7946.0958",
+    "half spelled": "five five five 123 4567", "spaced dash (555) 123 - 4567": "(555) 123 - 4567",
+}
+KEYS_HELDOUT5 = {
+    "export line": lambda: "export ANTHROPIC_API_KEY=sk-ant-" + rand(AZ09, 40),
+    "token in a git URL": lambda: f"https://ghp_{rand(AZ09, 36)}@github.com/acme/app.git",
+    "Slack webhook URL": lambda: f"https://hooks.slack.com/services/T{rand(string.ascii_uppercase, 8)}/B"
+    f"{rand(string.ascii_uppercase, 8)}/{rand(AZ09, 24)}",
+    "client_secret JSON": lambda: json.dumps({"client_secret": rand(AZ09, 32)}),
+    "Postgres URL with a password": lambda: f"postgres://app:{rand(AZ09, 12)}@db.internal:5432/prod",
+    "Stripe whsec_": lambda: "whsec_" + rand(AZ09, 32),
+    "Telegram bot token": lambda: f"{rand(string.digits, 10)}:AA{rand(AZ09 + '_-', 33)}",
+}
+IBAN_HELDOUT5 = {"label with no.": lambda i: f"IBAN no. {' '.join(i[k:k + 4] for k in range(0, len(i), 4))}",
+                 "full-width": lambda i: fullwidth(i),
+                 "lower case with dashes": lambda i: "-".join(i[k:k + 4] for k in range(0, len(i), 4)).lower()}
+IBANS5 = ["FR7630006000011234567890189", "GB29NWBK60161331926819", "DE89370400440532013000", "IE29AIBK93115212345678"]
+BENIGN5 = [
+    "Summarise: revenue grew from $1,234,567 to $2,345,678 in FY2024.", "My order #123-4567890-1234567 hasn't arrived",
+    "Tracking 9400 1000 0000 0000 0000 00", "Flight confirmation ABC123", "Call the office at extension 4521",
+    "Bug #4111111 fixed in release 4.11", "Ticket 2024-11-30-4111", "Phone numbers have 10 digits in the US",
+    "Email is the fastest way to reach us", "Reply at your convenience", "ISBN 0-306-40615-2", "GTIN 00012345600012",
+    "Latitude 37.7749, longitude -122.4194", "commit 2fd4e1c67a2d28fced849ee1bb76e7391b93eb12",
+    "Use model gpt-4o-2024-08-06", "Kubernetes pod web-7d9f8b6c5-x2kqp", "ARN arn:aws:iam::123456789012:role/Admin",
+    "Base64 'SGVsbG8gV29ybGQ=' means Hello World", "Serial number C02XK0ZZJGH5", "Winning numbers 12 34 56 78 90 11 22",
+    "The meeting is at 10:30 in room 4111", "Budget: 1111 USD for Q1, 2222 for Q2", "Call me maybe",
+    "The password reset link expired", "Our API key rotation policy is 90 days", "Dial 0 for the operator",
+    "Population density 4,111 per km2", "HTTP/1.1 200 OK", "sha256 checksums are in SHASUMS.txt",
+    "Version 2024.11.1111", "The 4111th day", "Pages 101-199, 201-299", "Temperature 37.5 C at 14:00",
+]
+
+
+def add_round5(add, numbers: list[str]) -> None:
+    for k, (evasion, form) in enumerate(CARD_HELDOUT5.items()):
+        for j in range(5):
+            add(rng.choice(CARD_TEMPLATES).format(form(numbers[(k * 11 + j * 3 + 5) % 200])), True, "card", evasion,
+                "heldout")
+    for evasion, form in EMAIL_HELDOUT5.items():
+        for j in range(5):
+            first, last = NAMES[rng.randrange(len(NAMES))]
+            user = rng.choice([f"{first}.{last}", f"{first}.{last}{rng.randrange(9)}"])
+            add(rng.choice(EMAIL_TEMPLATES).format(form(user, rng.choice(DOMAINS))), True, "email", evasion,
+                "heldout")
+    for evasion, number in PHONES_HELDOUT5.items():
+        for template in rng.sample(PHONE_TEMPLATES, 3):
+            add(template.format(number), True, "phone", evasion, "heldout")
+    for evasion, make in KEYS_HELDOUT5.items():
+        for template in rng.sample(KEY_TEMPLATES, 4):
+            add(template.format(make()), True, "api_key", evasion, "heldout")
+    for evasion, form in IBAN_HELDOUT5.items():
+        for iban in IBANS5:
+            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "heldout")
+    for text in BENIGN5:
         add(text, False, "", "look-alike", "heldout")
 
 
@@ -499,6 +581,7 @@ def main() -> None:
         add(text, False, "", "look-alike", "tuned")
     add_round3(add, numbers)
     add_round4(add, numbers)
+    add_round5(add, numbers)
     for k, (text, what) in enumerate(bench_questions(450)):
         add(text, False, "", what, ("dev", "tuned", "heldout")[k % 3])
     OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

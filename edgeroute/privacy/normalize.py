@@ -5,6 +5,7 @@ finding's offsets always point into what the user wrote."""
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ _INVISIBLE = {"\u00ad", "\u034f", "\u180e", "\u3164", "\uffa0"}
 _AT = re.compile(r"(?i)\s*(?:[\[\(\{<]\s*(?:at|@)\s*[\]\)\}>]|(?<=\w)\s*[-_]at[-_]\s*(?=\w))\s*")
 _DOT = re.compile(r"(?i)\s*(?:[\[\(\{<]\s*(?:dot|\.)\s*[\]\)\}>]|(?<=\w)\s*[-_]dot[-_]\s*(?=\w))\s*")
 _PERCENT_AT = re.compile(r"(?<=\w)%40(?=\w)")
+# HTML entities ("&#64;", "&#x40;", "&commat;", "&period;"): unescaped.
+_ENTITY = re.compile(r"&(?:#\d{2,5}|#[xX][0-9a-fA-F]{2,4}|[A-Za-z]{2,8});")
+# Dot look-alikes between word characters (ideographic and other full stops NFKC keeps).
+_DOT_LIKE = re.compile(r"(?<=\w)[\u3002\uff61\u2024\u00b7\u2027\u30fb](?=\w)")
+# "4111 space 1111 dash 1111": separators spelled as words between digit groups.
+_SEPARATOR_WORD = re.compile(r"(?i)(?<=\d)\s+(?:space|dash|hyphen|slash|dot)\s+(?=\d)")
 # "jane#example.com": a hash where the @ goes, before a domain with a dot.
 _HASH_AT = re.compile(r"(?<=[\w.])#(?=[\w-]+\.[^\W\d_]{2,}\b)")
 # "j a n e @ e x a m p l e . c o m": single characters spaced out, around an @.
@@ -92,6 +99,9 @@ def normalize(text: str) -> Normalized:
             starts.append(i)
             ends.append(i + 1)
     out = "".join(chars)
+    out, starts, ends = _rewrite(out, starts, ends, _ENTITY, lambda m: html.unescape(m.group(0)))
+    out, starts, ends = _rewrite(out, starts, ends, _DOT_LIKE, lambda m: ".")
+    out, starts, ends = _rewrite(out, starts, ends, _SEPARATOR_WORD, lambda m: " ")
     out, starts, ends = _rewrite(out, starts, ends, _AT, lambda m: "@")
     out, starts, ends = _rewrite(out, starts, ends, _DOT, lambda m: ".")
     out, starts, ends = _rewrite(out, starts, ends, _PERCENT_AT, lambda m: "@")

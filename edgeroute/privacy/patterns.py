@@ -22,7 +22,7 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]+\s?@\s?[\w-]+(?:\s?\.\s?[\w-]+)*\s?\.
 _EMAIL_WORDS = re.compile(rf"(?i)(?<![\w.+-])[\w.+-]+(?:\s+dot\s+[\w-]+)*\s+at\s+[\w-]+(?:\s+dot\s+[\w-]+)*"
                           rf"\s+dot\s+(?:{_TLDS})(?![\w-])")
 _SEP = r"(?:[ \t./\\_+,()|:*#~-]|(?<=\d)[xX](?=\d)|\n(?!\n))"  # light punctuation between digit groups
-_CARD = re.compile(rf"(?<![\d.,])\d(?:{_SEP}{{0,3}}\d){{12,18}}(?![\d])(?![.,]\d)")
+_CARD = re.compile(rf"(?<!\d[.,])(?<!\d)\d(?:{_SEP}{{0,3}}\d){{12,18}}(?![\d])(?!\.\d)")
 _EMAIL_WORDS_DOTS = re.compile(r"(?i)(?<![\w.+-])[\w.+-]+\s+at\s+[\w-]+(?:(?:\.|\s\.\s)[\w-]+)*(?:\.|\s\.\s)(?:" + _TLDS
                                + r")(?![\w-])")
 _KEY_PREFIX = re.compile(
@@ -32,15 +32,19 @@ _KEY_PREFIX = re.compile(
     r"|hf_[A-Za-z0-9]{20,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
 )
+# A value right after a credential label ("Bearer ...", "api_key=...", "password: ...").
+_LABELLED = re.compile(r"(?i)\b(?:bearer|token|api[_-]?key|secret|passw(?:or)?d|pwd|authorization|access[_-]?key)"
+                       r"[\"']?\s*[:=]?\s*[\"']?(?P<value>[A-Za-z0-9_+/=.-]{12,})")
 _LONG_TOKEN = re.compile(r"(?<![\w-])[A-Za-z0-9_+/=-]{20,}(?![\w-])")
-_IBAN = re.compile(r"(?i)(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?:[ .-][A-Z0-9]{4}){2,7}(?:[ .-](?=[A-Z0-9]{0,2}\d)[A-Z0-9]{1,3})?)"
+_IBAN = re.compile(r"(?i)(?:(?<=IBAN)|(?<![A-Za-z0-9]))[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?:[ ./\n-][A-Z0-9]{4}){2,7}"
+                   r"(?:[ ./\n-](?=[A-Z0-9]{0,2}\d)[A-Z0-9]{1,3})?)"
                    r"(?![A-Za-z0-9])")
 _UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PHONE_WORDS = re.compile(r"(?i)\b(?:call|phone|tel|telephone|text|sms|mobile|cell|number|reach|dial|fax|whatsapp)\b")
 _LOCAL_PHONE = re.compile(r"(?<![\w.-])\d{3}[ .-]\d{4}(?![\w]|[.-]\d)")
 _CARD_LAYOUTS = ([4, 4, 4, 4], [4, 4, 4, 4, 3], [4, 6, 5], [4, 6, 4], [4, 4, 4, 1], [4, 4, 4, 2], [4, 4, 4, 3],
                  [4, 4, 4, 4, 1], [4, 4, 4, 4, 2])
-_OPERATORS = set("=+*×÷^<>%")
+_OPERATORS = set("=+*×÷^%")
 _NANP = re.compile(r"^(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}$")
 
 
@@ -55,7 +59,7 @@ def luhn_ok(digits: str) -> bool:
 
 
 def iban_ok(text: str) -> bool:
-    s = re.sub(r"[ .-]", "", text).upper()
+    s = re.sub(r"[ ./\n-]", "", text).upper()
     if not 15 <= len(s) <= 34:
         return False
     number = "".join(str(int(c, 36)) for c in s[4:] + s[:4])
@@ -95,10 +99,32 @@ def _phone_shaped(text: str, start: int, end: int) -> bool:
         if re.search(r"(?i)\b(?:issn|isbn|ean|upc|sku|build|version|ver|v|no|zip|postcode|post code|code|id)\W*$",
                      text[max(0, start - 12):start]):
             return False
-    if raw.count(".") >= 2 and not _NANP.match(raw):  # dotted, but not 555.123.4567: a version number
+    bare = re.sub(r"(?i)\s*(?:x|ext\.?|extension)\s*\d{1,6}$", "", raw)  # an extension does not change the shape
+    if bare.count(".") >= 2 and not _NANP.match(bare):  # dotted, but not 555.123.4567: a version number
         return False
     before, after = text[max(0, start - 3):start], text[end:end + 3]
     return not (_OPERATORS & set(before + after) or re.search(r"\s-\s*$", before) or re.match(r"^\s*-\s", after))
+
+
+def _card_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The card in the digit run text[start:end]: the whole run if it is one, else the longest run of its groups that
+    is ("4580 9744 9038 9307,09/27": the expiry after it is not part of the number)."""
+    span = text[start:end]
+    if _card_ok(span) and not _asked_to_compute(text, start, span):
+        return [(start, end)]
+    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", span)]
+    best: Optional[tuple[int, int]] = None
+    for i in range(len(groups)):
+        for j in range(len(groups) - 1, i - 1, -1):
+            if j - i + 1 == len(groups):
+                continue  # the whole run was tried
+            a, b = groups[i][0], groups[j][1]
+            if span[a - 1:a] == "." and i > 0 or span[b:b + 1] == "." and j < len(groups) - 1:
+                continue  # the decimals of a number ("19.833333333333332"), not a card
+            if (best is None or b - a > best[1] - best[0]) and _card_ok(span[a:b]) \
+                    and not _asked_to_compute(text, start + a, span[a:b]):
+                best = (a, b)
+    return [(start + best[0], start + best[1])] if best else []
 
 
 def _asked_to_compute(text: str, start: int, span: str) -> bool:
@@ -141,6 +167,16 @@ _CHECKS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool]], ...] = (
 )
 
 
+def _labelled_secrets(text: str) -> list[tuple[int, int]]:
+    """Values after a credential label that mix letters and digits (not words: "token of appreciation")."""
+    out = []
+    for m in _LABELLED.finditer(text):
+        value = m.group("value")
+        if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
+            out.append((m.start("value"), m.end("value")))
+    return out
+
+
 class PatternDetector(Detector):
     """The built-in detector for ``kinds`` (default: all of ``KINDS``); ``phone_regions`` are the countries whose
     national phone formats count (international ``+`` numbers always do)."""
@@ -177,8 +213,14 @@ class PatternDetector(Detector):
         for kind, pattern, valid in _CHECKS:
             if kind in self.kinds:
                 for m in pattern.finditer(t):
-                    if valid(m.group(0)) and not (kind == "card" and _asked_to_compute(t, m.start(), m.group(0))):
+                    if kind == "card":
+                        for start, end in _card_spans(t, m.start(), m.end()):
+                            add(kind, start, end)
+                    elif valid(m.group(0)):
                         add(kind, m.start(), m.end())
+        if "api_key" in self.kinds:
+            for start, end in _labelled_secrets(t):
+                add("api_key", start, end)
         if "phone" in self.kinds and sum(c.isdigit() for c in t) >= 7:
             for start, end in self._phones(t):
                 add("phone", start, end)
