@@ -69,10 +69,15 @@ def check(binary: Path) -> dict[str, object]:
         assert answer["route"] == "local" and answer["frozen"] is True, answer
         assert answer["model"].startswith("SmolLM2-135M-Instruct"), answer
         assert answer["text"].strip() and answer["confidence"] is not None, answer
+        # the privacy gate's phone numbers come from phonenumbers' metadata modules, loaded by name: bundled?
+        gated = subprocess.run([str(binary), "--local-only", "--ask", "Call me at +44 20 7946 0958"], env=env,
+                               capture_output=True, text=True, timeout=600, cwd=tmp)
+        gate = json.loads(gated.stdout.strip().splitlines()[-1]) if gated.returncode == 0 else {}
+        assert "sensitive data detected (phone)" in gate.get("reason", ""), (gated.stdout, gated.stderr[-2000:])
         bad = subprocess.run([str(binary), "--local-only", "--ask", "hi"], capture_output=True, text=True,
                              env={**env, "EDGEROUTE_CLOUD_PROVIDER": "carrier-pigeon"}, timeout=600, cwd=tmp)
         assert bad.returncode == 2 and "ConfigError" in bad.stderr and "frozen app" in bad.stderr, bad.stderr
-    return {"binary": str(binary), "answer": answer, "seconds": round(seconds, 1),
+    return {"binary": str(binary), "answer": answer, "seconds": round(seconds, 1), "privacy_gate": gate["reason"],
             "unknown_provider_error": bad.stderr.strip().splitlines()[-1]}
 
 
