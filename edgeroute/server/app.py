@@ -46,7 +46,10 @@ _END = object()
 def _error(status: int, message: str, kind: str = "invalid_request_error", param: Optional[str] = None, *,
            close: bool = False, headers: Optional[dict[str, str]] = None) -> JSONResponse:
     extra = dict(headers or {})
-    if close:  # the body was not read: nothing of it may be taken for the next request
+    # A body left unread (401, 404, 405, 413) is discarded by h11 as it arrives, never parsed as the next request;
+    # the connection stays open for it (closing now would reset it under the client, which then never reads this
+    # response), and the head timeout bounds how long it may take. A body that stalled (408) closes the connection.
+    if close:
         extra["Connection"] = "close"
     return JSONResponse(error_body(message, kind, param), status_code=status, headers=extra)
 
@@ -143,11 +146,11 @@ def build_app(router: Router, *, token: Optional[str], model_name: str, limits: 
 
     async def feedback(request: Request) -> Response:
         if not authorized(request):
-            return _error(401, "missing or wrong bearer token", "authentication_error", close=True)
+            return _error(401, "missing or wrong bearer token", "authentication_error")
         try:
             body = await read_json(request)
         except RequestError as exc:
-            return _error(exc.status, str(exc), param=exc.param, close=exc.status in (408, 413))
+            return _error(exc.status, str(exc), param=exc.param, close=exc.status == 408)
         answer_id = body.get("id") if isinstance(body, dict) else None
         correct = body.get("correct") if isinstance(body, dict) else None
         note = body.get("note") if isinstance(body, dict) else None
@@ -166,11 +169,11 @@ def build_app(router: Router, *, token: Optional[str], model_name: str, limits: 
 
     async def chat(request: Request) -> Response:
         if not authorized(request):
-            return _error(401, "missing or wrong bearer token", "authentication_error", close=True)
+            return _error(401, "missing or wrong bearer token", "authentication_error")
         try:
             req = parse_chat_request(await read_json(request))
         except RequestError as exc:
-            return _error(exc.status, str(exc), param=exc.param, close=exc.status in (408, 413))
+            return _error(exc.status, str(exc), param=exc.param, close=exc.status == 408)
         g = gate.setdefault("gate", Gate(limits))
         if not g.try_enter():
             return _error(429, "too many requests in flight; retry shortly", "rate_limit_error",
@@ -189,9 +192,9 @@ def build_app(router: Router, *, token: Optional[str], model_name: str, limits: 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         if status == 405:
-            return _error(405, f"{request.method} is not allowed on {request.url.path}", close=True,
+            return _error(405, f"{request.method} is not allowed on {request.url.path}",
                           headers={"Allow": (getattr(exc, "headers", None) or {}).get("Allow", "GET, POST")})
-        return _error(status, f"no route {request.method} {request.url.path}", "not_found_error", close=True)
+        return _error(status, f"no route {request.method} {request.url.path}", "not_found_error")
 
     async def crashed(request: Request, exc: Exception) -> Response:
         log.error("edgeroute serve: %s on %s", type(exc).__name__, request.url.path)
