@@ -148,6 +148,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return cmd_bench(args)
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .local.catalog import list_models, markdown
+
+    models = list_models(args.paths)
+    print(json.dumps(models, indent=2) if args.json else markdown(models))
+    return 0 if models and all("error" not in m for m in models) else 2
+
+
 def _cmd_feedback(args: argparse.Namespace) -> int:
     from .router import Router
 
@@ -320,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("--price-factor", type=float, default=10.0, help="mid-stream cloud price change (default x10)")
     pol.add_argument("--shift-preset", default="battery-saver", help="mid-stream lambda change (default battery-saver)")
     bench.set_defaults(func=_cmd_bench)
+
+    mod = sub.add_parser("models", help="the local models that resolve, and the fitted artifacts of each")
+    mod.add_argument("paths", nargs="*", help="more GGUF files to describe")
+    mod.add_argument("--json", action="store_true", help="print the list as JSON")
+    mod.set_defaults(func=_cmd_models)
 
     fb = sub.add_parser("feedback", help="say whether an earlier answer (by id) was right; the online policy learns")
     fb.add_argument("answer_id")
