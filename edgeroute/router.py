@@ -7,11 +7,12 @@ import asyncio
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._errors import ConfigError
 from .answer import Answer, StreamEvent
+from .streams import AnswerStream, events_in_thread
 from .assembly import build_parts
 from .cloud.base import CloudBackend
 from .config import RouterConfig, load_config
@@ -35,37 +36,6 @@ if TYPE_CHECKING:
         from typing_extensions import Unpack
 
     from .config import RouterOptions
-
-
-class AnswerStream:
-    """Iterator of ``StreamEvent``; ``answer`` is set once the ``done`` event has been produced.
-
-    Close it (or use it as a context manager) to stop early: generation stops at the next token.
-    """
-
-    def __init__(self, events: Generator[StreamEvent, None, Answer], answer_id: str) -> None:
-        self._events = events
-        #: The id the finished ``Answer`` will carry (known before the first event).
-        self.id = answer_id
-        self.answer: Optional[Answer] = None
-
-    def __iter__(self) -> Iterator[StreamEvent]:
-        return self
-
-    def __next__(self) -> StreamEvent:
-        event = next(self._events)
-        if event.type == "done":
-            self.answer = event.answer
-        return event
-
-    def close(self) -> None:
-        self._events.close()
-
-    def __enter__(self) -> "AnswerStream":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _part(name: str, doc: str) -> Any:
@@ -193,29 +163,10 @@ class Router:
         self, prompt: PromptLike, *, max_tokens: Optional[int] = None, private: bool = False
     ) -> AsyncIterator[StreamEvent]:
         """Async twin of ``stream``: generation runs in a worker thread, events arrive on the event loop."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
-        end = object()
-
-        def work() -> None:
-            try:
-                for event in self.stream(prompt, max_tokens=max_tokens, private=private, cancel=cancel):
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
-            except BaseException as exc:  # handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            else:
-                loop.call_soon_threadsafe(queue.put_nowait, end)
-
-        worker = loop.run_in_executor(None, work)
-        try:
-            while (item := await queue.get()) is not end:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancel.set()
-            await asyncio.wait([worker])
+        async for event in events_in_thread(self.stream(prompt, max_tokens=max_tokens, private=private,
+                                                        cancel=cancel), cancel):
+            yield event
 
     def feedback(self, answer_id: str, correct: Optional[bool] = None, *, note: Optional[str] = None) -> bool:
         """Record whether answer ``answer_id`` was correct (stored in the trace against its id). Returns True when

@@ -42,6 +42,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 OUT = ROOT / "edgeroute" / "bench" / "data" / "privacy.jsonl"
 ZW = "\u200b"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -49,17 +50,12 @@ rng = random.Random(18)
 
 
 def luhn_complete(prefix: str, length: int) -> str:
+    from edgeroute.privacy import luhn_ok
+
     body = prefix + "".join(rng.choice(string.digits) for _ in range(length - len(prefix) - 1))
     for check in string.digits:
-        digits = body + check
-        total = 0
-        for i, ch in enumerate(reversed(digits)):
-            d = int(ch)
-            if i % 2 == 1:
-                d = d * 2 - 9 if d > 4 else d * 2
-            total += d
-        if total % 10 == 0:
-            return digits
+        if luhn_ok(body + check):
+            return body + check
     raise AssertionError
 
 
@@ -330,28 +326,34 @@ BENIGN3 = [
 ]
 
 
-def add_round3(add, numbers: list[str]) -> None:
-    for k, (evasion, form) in enumerate(CARD_HELDOUT3.items()):
+def add_round(add, numbers: list[str], split: str, cards: dict, card_index, emails: dict, users, phones: dict,
+              keys: dict, ibans_table: dict, ibans: list[str], benign: list[str]) -> None:
+    """One round of disguises: five strings per card and e-mail disguise, three per phone, four per key, one per
+    IBAN, and the benign look-alikes. ``card_index(k, j)`` picks the card number, ``users(first, last)`` the
+    candidate user names (the RNG is drawn in the same order for every round)."""
+    for k, (evasion, form) in enumerate(cards.items()):
         for j in range(5):
-            add(rng.choice(CARD_TEMPLATES).format(form(numbers[100 + (k * 5 + j) % 100])), True, "card", evasion,
-                "tuned")
-    for evasion, form in EMAIL_HELDOUT3.items():
+            add(rng.choice(CARD_TEMPLATES).format(form(numbers[card_index(k, j)])), True, "card", evasion, split)
+    for evasion, form in emails.items():
         for j in range(5):
             first, last = NAMES[rng.randrange(len(NAMES))]
-            user = rng.choice([f"{first}.{last}", first, f"{first[0]}{last}"])
-            add(rng.choice(EMAIL_TEMPLATES).format(form(user, rng.choice(DOMAINS))), True, "email", evasion,
-                "tuned")
-    for evasion, number in PHONES_HELDOUT3.items():
+            user = rng.choice(users(first, last))
+            add(rng.choice(EMAIL_TEMPLATES).format(form(user, rng.choice(DOMAINS))), True, "email", evasion, split)
+    for evasion, number in phones.items():
         for template in rng.sample(PHONE_TEMPLATES, 3):
-            add(template.format(number), True, "phone", evasion, "tuned")
-    for evasion, make in KEYS_HELDOUT3.items():
+            add(template.format(number), True, "phone", evasion, split)
+    for evasion, make in keys.items():
         for template in rng.sample(KEY_TEMPLATES, 4):
-            add(template.format(make()), True, "api_key", evasion, "tuned")
-    for evasion, form in IBAN_HELDOUT3.items():
-        for iban in IBANS2:
-            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "tuned")
-    for text in BENIGN3:
-        add(text, False, "", "look-alike", "tuned")
+            add(template.format(make()), True, "api_key", evasion, split)
+    for evasion, form in ibans_table.items():
+        for iban in ibans:
+            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, split)
+    for text in benign:
+        add(text, False, "", "look-alike", split)
+
+
+def _three_users(first: str, last: str) -> list[str]:
+    return [f"{first}.{last}", first, f"{first[0]}{last}"]
 
 
 # Round 4, written after the fixes for round 3 and measured once, not tuned on: the held-out figure.
@@ -403,30 +405,6 @@ BENIGN4 = [
     "Password must contain 1 digit", "The movie 2001: A Space Odyssey", "Bible verse John 3:16",
     "Exam on 2024-12-01 09:00-11:00", "Meeting room 4-111", "Add 4111 1111 and 1111 1111 in binary",
 ]
-
-
-def add_round4(add, numbers: list[str]) -> None:
-    for k, (evasion, form) in enumerate(CARD_HELDOUT4.items()):
-        for j in range(5):
-            add(rng.choice(CARD_TEMPLATES).format(form(numbers[(k * 5 + j * 7) % 200])), True, "card", evasion,
-                "tuned")
-    for evasion, form in EMAIL_HELDOUT4.items():
-        for j in range(5):
-            first, last = NAMES[rng.randrange(len(NAMES))]
-            user = rng.choice([f"{first}.{last}", first, f"{first[0]}{last}"])
-            add(rng.choice(EMAIL_TEMPLATES).format(form(user, rng.choice(DOMAINS))), True, "email", evasion,
-                "tuned")
-    for evasion, number in PHONES_HELDOUT4.items():
-        for template in rng.sample(PHONE_TEMPLATES, 3):
-            add(template.format(number), True, "phone", evasion, "tuned")
-    for evasion, make in KEYS_HELDOUT4.items():
-        for template in rng.sample(KEY_TEMPLATES, 4):
-            add(template.format(make()), True, "api_key", evasion, "tuned")
-    for evasion, form in IBAN_HELDOUT4.items():
-        for iban in IBANS4:
-            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "tuned")
-    for text in BENIGN4:
-        add(text, False, "", "look-alike", "tuned")
 
 
 # Round 5, written after the fixes for round 4 and measured once, not tuned on: the held-out figure.
@@ -483,32 +461,7 @@ BENIGN5 = [
 ]
 
 
-def add_round5(add, numbers: list[str]) -> None:
-    for k, (evasion, form) in enumerate(CARD_HELDOUT5.items()):
-        for j in range(5):
-            add(rng.choice(CARD_TEMPLATES).format(form(numbers[(k * 11 + j * 3 + 5) % 200])), True, "card", evasion,
-                "heldout")
-    for evasion, form in EMAIL_HELDOUT5.items():
-        for j in range(5):
-            first, last = NAMES[rng.randrange(len(NAMES))]
-            user = rng.choice([f"{first}.{last}", f"{first}.{last}{rng.randrange(9)}"])
-            add(rng.choice(EMAIL_TEMPLATES).format(form(user, rng.choice(DOMAINS))), True, "email", evasion,
-                "heldout")
-    for evasion, number in PHONES_HELDOUT5.items():
-        for template in rng.sample(PHONE_TEMPLATES, 3):
-            add(template.format(number), True, "phone", evasion, "heldout")
-    for evasion, make in KEYS_HELDOUT5.items():
-        for template in rng.sample(KEY_TEMPLATES, 4):
-            add(template.format(make()), True, "api_key", evasion, "heldout")
-    for evasion, form in IBAN_HELDOUT5.items():
-        for iban in IBANS5:
-            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "heldout")
-    for text in BENIGN5:
-        add(text, False, "", "look-alike", "heldout")
-
-
 def bench_questions(n: int) -> list[tuple[str, str]]:
-    sys.path.insert(0, str(ROOT))
     from edgeroute.bench.datasets import load_items
 
     items = load_items()
@@ -579,9 +532,13 @@ def main() -> None:
             add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "tuned")
     for text in BENIGN2:
         add(text, False, "", "look-alike", "tuned")
-    add_round3(add, numbers)
-    add_round4(add, numbers)
-    add_round5(add, numbers)
+    add_round(add, numbers, "tuned", CARD_HELDOUT3, lambda k, j: 100 + (k * 5 + j) % 100, EMAIL_HELDOUT3, _three_users,
+              PHONES_HELDOUT3, KEYS_HELDOUT3, IBAN_HELDOUT3, IBANS2, BENIGN3)
+    add_round(add, numbers, "tuned", CARD_HELDOUT4, lambda k, j: (k * 5 + j * 7) % 200, EMAIL_HELDOUT4, _three_users,
+              PHONES_HELDOUT4, KEYS_HELDOUT4, IBAN_HELDOUT4, IBANS4, BENIGN4)
+    add_round(add, numbers, "heldout", CARD_HELDOUT5, lambda k, j: (k * 11 + j * 3 + 5) % 200, EMAIL_HELDOUT5,
+              lambda first, last: [f"{first}.{last}", f"{first}.{last}{rng.randrange(9)}"], PHONES_HELDOUT5,
+              KEYS_HELDOUT5, IBAN_HELDOUT5, IBANS5, BENIGN5)
     for k, (text, what) in enumerate(bench_questions(450)):
         add(text, False, "", what, ("dev", "tuned", "heldout")[k % 3])
     OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from .._errors import ConfigError, EdgeRouteError, InputError, UnknownAnswerError
 from ..answer import Answer, StreamEvent
-from ..router import Router
+from ..router import Router, events_in_thread
 from ..scrub import scrub
 from .limits import ServerLimits
 from .render import (
@@ -40,7 +40,6 @@ from .render import (
 from .request import ChatRequest, RequestError, parse_chat_request, parse_json
 
 log = logging.getLogger("edgeroute.serve")
-_END = object()
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error", param: Optional[str] = None, *,
@@ -235,35 +234,12 @@ async def _answer(router: Router, req: ChatRequest, request: Request, model_name
 
 
 async def _events(router: Router, req: ChatRequest, cancel: threading.Event) -> AsyncIterator[Any]:
-    """The Router's stream events on the event loop (generation runs in a worker thread)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    """The answer's id, then the Router's stream events on the event loop (generation in a worker thread)."""
     stream = router.stream(req.messages, max_tokens=req.max_tokens, private=req.private, cancel=cancel,
                            sampling=req.sampling, cloud_extra=req.extra or None)
     yield stream.id
-
-    def work() -> None:
-        try:
-            for event in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-                if cancel.is_set():
-                    break
-        except BaseException as exc:  # handed to the consumer
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        else:
-            loop.call_soon_threadsafe(queue.put_nowait, _END)
-        finally:
-            stream.close()
-
-    worker = loop.run_in_executor(None, work)
-    try:
-        while (item := await queue.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancel.set()
-        await asyncio.wait([worker])
+    async for event in events_in_thread(stream, cancel):
+        yield event
 
 
 async def _stream(router: Router, req: ChatRequest, model_name: str, limits: ServerLimits,
@@ -297,15 +273,13 @@ async def _stream(router: Router, req: ChatRequest, model_name: str, limits: Ser
             while event is not None:
                 if event.type == "token" and (live or event.source == "cloud") and not req.extra:
                     yield data(chunk(cid, created, model_name, {"content": event.text}))
-                elif event.type == "token":
+                elif event.type == "token":  # held: a local answer until accepted, a pass-through one for good
                     held.append(event.text)
                 elif event.type == "escalate":
                     held.clear()  # hold mode: the local text never reaches the client
                     if live:
                         yield data(chunk(cid, created, model_name, {},
                                          extra={"event": "escalate", "reason": scrub(event.text, secrets)}))
-                elif event.type == "token" and answer_choices_pending(req):
-                    pass  # a pass-through answer is sent from its choices below
                 elif event.type == "done" and event.answer is not None:
                     answer: Answer = event.answer
                     if held and answer.route != "cloud":
