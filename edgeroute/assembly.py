@@ -105,7 +105,8 @@ def build_local(cfg: RouterConfig) -> LocalModel:
     if cfg.probe or cfg.pregen:
         _prefetch("onnxruntime")
 
-    engine = LlamaCppModel(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states)
+    engine = LlamaCppModel(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states,
+                           prompt_format=cfg.prompt_format)
     weights = RewardWeights.preset(cfg.preset, energy=cfg.lambda_energy, latency=cfg.lambda_latency)
     engine.threads.energy_weight = weights.energy / max(weights.latency, 1e-9)  # measured J/token vs speed
     if cfg.selfref:

@@ -33,7 +33,8 @@ class RouterConfig:
     the pre-generation probe skip local generation below ``pregen_threshold`` (None: the probe's own) when the
     cloud can take the query. ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
     else ``DEFAULT_THRESHOLD``. ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
-    ``n_threads`` "auto" (default) chooses the decode threads from the load before each answer
+    ``prompt_format`` "auto" uses the GGUF's chat template, or for a GGUF without one (a base model) the completion
+    format ``Question: ...\nAnswer:`` with stops (``local.chat_format``). ``n_threads`` "auto" (default) chooses the decode threads from the load before each answer
     (``local.threads``); a count fixes it. ``energy_idle_w`` is the device's idle power in watts (readings become marginal); ``watts_per_core`` overrides
     the estimate's table. The API key is read only from the
     environment variable named by ``cloud_api_key_env``. ``cloud_provider``, ``routing``, ``energy_meters`` and
@@ -59,6 +60,7 @@ class RouterConfig:
     max_tokens: int = C.DEFAULT_MAX_TOKENS
     temperature: float = C.DEFAULT_TEMPERATURE
     hidden_states: bool = True
+    prompt_format: str = "auto"
     probe: bool = True
     signal_names: Optional[tuple[str, ...]] = None
     selfref: bool = False
@@ -118,6 +120,8 @@ class RouterConfig:
                 f"threshold must be in [0, 1], got {self.threshold}",
             ),
             (self.on_unknown in ("escalate", "accept"), "on_unknown must be 'escalate' or 'accept'"),
+            (self.prompt_format in ("auto", "chat", "completion"),
+             f"prompt_format must be 'auto', 'chat' or 'completion', got {self.prompt_format!r}"),
             (self.connect_timeout_s > 0, f"connect_timeout_s must be > 0 seconds, got {self.connect_timeout_s}"),
             (self.read_timeout_s > 0, f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s}"),
             (self.cloud_max_retries >= 0, f"cloud_max_retries must be >= 0, got {self.cloud_max_retries}"),
@@ -183,6 +187,7 @@ class RouterOptions(typing.TypedDict, total=False):
     max_tokens: int
     temperature: float
     hidden_states: bool
+    prompt_format: str
     probe: bool
     signal_names: Optional[tuple[str, ...]]
     selfref: bool

@@ -51,7 +51,7 @@ def test_a_users_model_dir_a_base_model_a_user_calibration_and_bad_files(tmp_pat
     models = {m["path"]: m for m in list_models([str(corrupt), str(tmp_path / "missing.gguf")])}
     tiny = models[str(base)]
     assert tiny["name"] == "Tiny base" and tiny["n_ctx_trained"] == 32768 and tiny["chat_template"] is False
-    assert "ChatML" in tiny["note"] and tiny["artifacts"] == [
+    assert "completion format" in tiny["note"] and tiny["artifacts"] == [
         {"name": f"{sha[:32]}-abc.json", "kind": "user calibration", "created": 1.0, "figures": {"threshold": 0.61}}]
     assert "truncated" in models[str(corrupt)]["error"] and "ModelCorruptError" in models[str(corrupt)]["error"]
     assert "ModelNotFoundError" in models[str(tmp_path / "missing.gguf")]["error"]

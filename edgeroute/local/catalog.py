@@ -121,7 +121,8 @@ def describe(path: Path, where: str) -> dict[str, Any]:
         "artifacts": _shipped_artifacts(sha) + _user_artifacts(sha),
     })
     if not entry["chat_template"]:
-        entry["note"] = "no chat template in the GGUF: edgeroute formats prompts as ChatML (a base model may ramble)"
+        entry["note"] = ("no chat template in the GGUF (a base model?): edgeroute uses the completion format "
+                         "'Question: ...\\nAnswer:' (prompt_format='auto'; 'chat' forces ChatML)")
     return entry
 
 

@@ -30,7 +30,7 @@ from .._constants import DEFAULT_N_BATCH_TOKENS, DEFAULT_N_CTX_TOKENS, MIN_ANSWE
 from .._errors import ConfigError, GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
 from ..messages import Message
 from .base import Generation, LocalModel
-from .chat_format import chat_formatter
+from .chat_format import COMPLETION_STOPS, chat_formatter, resolved_format
 from .capture import LayerCapture, candidate_layers, default_layer
 from .memo import file_key, folder_key, remembered
 from .native import StepStats, _native_params, cpu_has_amx, file_sha256
@@ -52,7 +52,8 @@ class LlamaCppModel(LocalModel):
     (default: the primary one alone; it is always added; ``"candidates"``: ``capture.candidate_layers``, the ones a
     probe is trained on). ``Generation.hidden`` has them all.
 
-    ``extra_buffers`` controls llama.cpp's extra weight buffer types (AMX, repacked layouts). The default (None)
+    ``prompt_format`` ``auto`` (default) uses the GGUF's chat template, or the completion format when it has none
+    (a base model; ``local.chat_format``); ``self.prompt_format`` says which. ``extra_buffers`` controls llama.cpp's extra weight buffer types (AMX, repacked layouts). The default (None)
     turns them off on CPUs with Intel AMX: llama.cpp's AMX matrix multiply crashes the process on batched prompts
     (seen with llama-cpp-python 0.3.36 on Sapphire Rapids VMs).
     """
@@ -70,6 +71,7 @@ class LlamaCppModel(LocalModel):
         seed: int = 0,
         extra_buffers: Optional[bool] = None,
         selfref: Optional[SelfRefAdapter] = None,
+        prompt_format: str = "auto",
         verbose: bool = False,
     ) -> None:
         super().__init__()
@@ -134,7 +136,8 @@ class LlamaCppModel(LocalModel):
         self._ctx = self._llama._ctx.ctx
         self._vocab = self._llama._model.vocab
         self._stats = StepStats(self.n_vocab)
-        self._formatter = chat_formatter(self._llama)
+        self.prompt_format = resolved_format(self._llama, prompt_format)
+        self._formatter = chat_formatter(self._llama, self.prompt_format)
         #: The Self-REF adapter in use (None: none loaded); its LoRA is applied only at the confidence slot.
         self.selfref: Optional[SelfRefAdapter] = None
         self._adapter: Any = None
@@ -300,6 +303,8 @@ class LlamaCppModel(LocalModel):
         plain greedy decoding takes the argmax directly (the path the calibration was fitted on)."""
         if sampling is None:
             sampling = Sampling(temperature=temperature) if temperature > 0 else GREEDY
+        if self.prompt_format == "completion":  # a base model goes on to the next question: stop it there
+            sampling = dataclasses.replace(sampling, stop=tuple(dict.fromkeys(sampling.stop + COMPLETION_STOPS)))
         tokens = self.prompt_token_ids(messages)
         n_prompt = len(tokens)
         room = self.n_ctx - n_prompt

@@ -20,13 +20,15 @@ from .._errors import InputError
 
 #: At most this many alternatives per token (OpenAI's limit for ``top_logprobs``).
 MAX_TOP_LOGPROBS = 20
+#: A request may send at most 4 stop strings (OpenAI's limit); the engine adds its own (a completion format's).
 MAX_STOP_SEQUENCES = 4
+_MAX_STOPS_IN_ALL = 16
 
 
 @dataclass(frozen=True)
 class Sampling:
     """The decoding knobs of one request. ``temperature`` 0 is greedy; ``top_k`` 0, ``top_p`` 1 and ``min_p`` 0 are
-    off; ``seed`` None draws a fresh one; ``stop`` ends the answer before any of its strings (at most 4);
+    off; ``seed`` None draws a fresh one; ``stop`` ends the answer before any of its strings (a request sends at most 4);
     ``logprobs`` returns each token's logprob (nats) with ``top_logprobs`` alternatives (0-20); ``json_schema``
     constrains the answer to JSON matching it (llama.cpp's grammar sampler)."""
 
@@ -60,8 +62,8 @@ class Sampling:
             raise bad("seed", f"must be an integer, got {self.seed!r}")
         if not isinstance(self.stop, tuple) or not all(isinstance(s, str) and s for s in self.stop):
             raise bad("stop", "must be a string or a list of non-empty strings")
-        if len(self.stop) > MAX_STOP_SEQUENCES:
-            raise bad("stop", f"holds at most {MAX_STOP_SEQUENCES} sequences, got {len(self.stop)}")
+        if len(self.stop) > _MAX_STOPS_IN_ALL:
+            raise bad("stop", f"holds at most {_MAX_STOPS_IN_ALL} sequences, got {len(self.stop)}")
         if not isinstance(self.logprobs, bool):
             raise bad("logprobs", f"must be true or false, got {self.logprobs!r}")
         k = self.top_logprobs
