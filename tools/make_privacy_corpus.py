@@ -512,26 +512,8 @@ def main() -> None:
                 add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, split)
     for k, text in enumerate(BENIGN):
         add(text, False, "", "look-alike", "dev" if k % 2 == 0 else "tuned")
-    for split, table in (("tuned", CARD_HELDOUT2),):
-        for k, (evasion, form) in enumerate(table.items()):
-            for j in range(5):
-                add(rng.choice(CARD_TEMPLATES).format(form(numbers[150 + (k * 5 + j) % 50])), True, "card", evasion, split)
-    for evasion, form in EMAIL_HELDOUT2.items():
-        for j in range(5):
-            first, last = NAMES[rng.randrange(len(NAMES))]
-            user = rng.choice([f"{first}.{last}", first, f"{first[0]}{last}"])
-            add(rng.choice(EMAIL_TEMPLATES).format(form(user, rng.choice(DOMAINS))), True, "email", evasion, "tuned")
-    for evasion, number in PHONES_HELDOUT2.items():
-        for template in rng.sample(PHONE_TEMPLATES, 3):
-            add(template.format(number), True, "phone", evasion, "tuned")
-    for evasion, make in KEYS_HELDOUT2.items():
-        for template in rng.sample(KEY_TEMPLATES, 4):
-            add(template.format(make()), True, "api_key", evasion, "tuned")
-    for evasion, form in IBAN_HELDOUT2.items():
-        for iban in IBANS2:
-            add(rng.choice(IBAN_TEMPLATES).format(form(iban)), True, "iban", evasion, "tuned")
-    for text in BENIGN2:
-        add(text, False, "", "look-alike", "tuned")
+    add_round(add, numbers, "tuned", CARD_HELDOUT2, lambda k, j: 150 + (k * 5 + j) % 50, EMAIL_HELDOUT2, _three_users,
+              PHONES_HELDOUT2, KEYS_HELDOUT2, IBAN_HELDOUT2, IBANS2, BENIGN2)
     add_round(add, numbers, "tuned", CARD_HELDOUT3, lambda k, j: 100 + (k * 5 + j) % 100, EMAIL_HELDOUT3, _three_users,
               PHONES_HELDOUT3, KEYS_HELDOUT3, IBAN_HELDOUT3, IBANS2, BENIGN3)
     add_round(add, numbers, "tuned", CARD_HELDOUT4, lambda k, j: (k * 5 + j * 7) % 200, EMAIL_HELDOUT4, _three_users,
