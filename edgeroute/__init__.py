@@ -40,6 +40,7 @@ from .local import Generation, LlamaCppModel, LocalModel
 from .local.sampling import Sampling
 from .policy import Decision, LinUCBPolicy, Policy, RewardWeights, ThresholdPolicy
 from .privacy import PrivacyDetector
+from .risk import RiskInfo
 from .router import AnswerStream, Router
 from .signals import PerplexitySignal, ProbeSignal, Signal, TokenStatsSignal
 from .store import TraceStore
@@ -100,6 +101,7 @@ __all__ = [
     "PromptTooLongError",
     "QueryEnergy",
     "RewardWeights",
+    "RiskInfo",
     "Sampling",
     "Router",
     "RouterConfig",

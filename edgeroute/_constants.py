@@ -143,3 +143,16 @@ SERVE_MAX_CONCURRENT = 8  # requests answered at once
 SERVE_MAX_QUEUED = 64  # requests waiting beyond those (then 429)
 SERVE_PING_S = 5.0  # keep-alive comment on a quiet event stream
 
+
+# --- risk on the user's traffic (edgeroute.risk) ---------------------------------------------------------------
+#: Target error among accepted answers when the calibration in force does not state one (selective mode), and delta.
+DEFAULT_RISK_EPSILON = 0.1
+DEFAULT_RISK_DELTA = 0.05
+#: Audits a day (UTC, across processes) when audits are on, unless ``audit_budget_per_day`` says otherwise.
+DEFAULT_AUDIT_BUDGET_PER_DAY = 500
+#: An audit still pending after this many seconds (its process died) is dropped from the bounds.
+AUDIT_TIMEOUT_S = 600.0
+#: The drift flag goes up when the novel prompts' share is shown above this many times the expected share.
+NOVELTY_ALARM_FACTOR = 2.0
+#: Prompts per block of the novelty test (each block is one test, with alpha-spending across blocks).
+NOVELTY_BLOCK = 200

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from .energy.base import QueryEnergy
+
+if TYPE_CHECKING:
+    from .risk.control import RiskInfo
 
 Route = Literal["local", "cloud", "local-offline"]
 
@@ -49,6 +52,7 @@ class Answer:
     logprobs: Optional[list[dict[str, Any]]] = None
     #: The cloud's choices as sent, when the request passed fields only the cloud honours (tool calls, ``n``).
     cloud_choices: tuple[dict[str, Any], ...] = ()
+    risk: Optional["RiskInfo"] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,7 @@ class Answer:
             "finish_reason": self.finish_reason,
             "logprobs": self.logprobs,
             "cloud_choices": list(self.cloud_choices),
+            "risk": self.risk.to_dict() if self.risk is not None else None,
         }
 
     def to_json(self, **kwargs: Any) -> str:

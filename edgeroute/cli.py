@@ -166,6 +166,10 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    if args.from_trace:
+        from .risk.commands import cmd_calibrate_trace
+
+        return cmd_calibrate_trace(args)
     from .bench.api import calibrate
     from .bench.runner import RunParams
 
@@ -208,6 +212,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         else:
             print(f"saved to {path}" + ("" if args.out else "; Router uses it automatically for this model"))
     return 0
+
+
+def _cmd_risk(args: argparse.Namespace) -> int:
+    from .risk.commands import cmd_risk
+
+    return cmd_risk(args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -292,13 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
-    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer", "privacy"), default="report",
+    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer", "privacy", "risk"), default="report",
                        help="report (default): signals and deferral curves; policy: replay the routing policies; "
                             "transfer: the judgement on families and sources it was not trained on (LOFO, LOSO, "
                             "held-out families, risk-coverage); privacy: the privacy gate's recall and false "
-                            "positives on its labelled corpus (--data: your own)")
-    bench.add_argument("--epsilon", type=float, default=0.1,
-                       help="transfer: the accepted-answer error for risk-coverage (default 0.1)")
+                            "positives on its labelled corpus (--data: your own); risk: a distribution shift replayed "
+                            "through the online risk control")
+    bench.add_argument("--epsilon", type=float,
+                       help="transfer: the accepted-answer error for risk-coverage (default 0.1); risk: the error "
+                            "to hold (default: the strictest the calibration split certifies)")
     bench.add_argument("--split", help="train | calibration | test | heldout-families | all "
                                        "(default: test for the report, all for policy)")
     bench.add_argument("--data", help="your own JSONL (id, family, question, answers[, split])")
@@ -327,7 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("--feedback-rate", type=float, default=1.0, help="share of answers that get feedback")
     pol.add_argument("--price-factor", type=float, default=10.0, help="mid-stream cloud price change (default x10)")
     pol.add_argument("--shift-preset", default="battery-saver", help="mid-stream lambda change (default battery-saver)")
+    rk = bench.add_argument_group("risk replay (bench risk)")
+    rk.add_argument("--seeds", type=int, default=20, help="replays of the shift per policy (default 20)")
+    rk.add_argument("--sim-seeds", type=int, default=200, help="replays for false alarms and coverage (default 200)")
+    rk.add_argument("--before", type=int, default=1000, help="queries before the shift (default 1000)")
+    rk.add_argument("--after", type=int, default=2000, help="queries after the shift (default 2000)")
     bench.set_defaults(func=_cmd_bench)
+
+    risk = sub.add_parser("risk", help="the accepted-answer error measured on this device's traffic, and the "
+                                       "threshold history")
+    risk.add_argument("--model", help="only this GGUF's controls (default: every model in the trace)")
+    risk.add_argument("--json", action="store_true", help="print the controls as JSON")
+    risk.add_argument("--out", help="write risk.png (the threshold history) to this folder")
+    risk.set_defaults(func=_cmd_risk)
 
     mod = sub.add_parser("models", help="the local models that resolve, and the fitted artifacts of each")
     mod.add_argument("paths", nargs="*", help="more GGUF files to describe")
@@ -357,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--json", action="store_true", help="print threshold, epsilon, delta, n, expected_cloud_rate")
     cal.add_argument("--quiet", action="store_true", help="no progress bar")
     cal.add_argument("--selfref", action="store_true", help="calibrate the confidence of Router(selfref=True)")
+    cal.add_argument("--from-trace", action="store_true",
+                     help="calibrate on this device's labelled trace (audits, escalations, feedback) instead; "
+                          "selective mode (wrong among accepted answers <= epsilon)")
     cal.set_defaults(func=_cmd_calibrate)
     return parser
 

@@ -52,6 +52,13 @@ class RouterConfig:
     override them; ``cloud_price_per_1k_usd`` (US$ per 1,000 cloud tokens) prices cloud answers;
     ``cloud_quality_prior`` is the quality credited to a cloud answer without feedback (a negative value: none, wait
     for feedback); ``allow_below_threshold`` lets it accept local answers below the calibrated threshold.
+
+    ``audit_rate`` (default 0: off) sends that share of accepted local answers to the cloud too, in the background,
+    to measure the error rate among accepted answers on this device's traffic (``edgeroute.risk``), within
+    ``audit_budget_per_day`` calls and ``audit_budget_usd_per_day`` US$; ``audit_judge_prompt`` (with ``{question}``,
+    ``{answer}``, ``{reference}``) asks the cloud to judge free-text answers the grader cannot. ``risk_epsilon`` /
+    ``risk_delta``: the accepted-answer error to hold and its error probability (None: the calibration's, in
+    selective mode, else 0.1 / 0.05); ``risk_control`` lets the measured bound move the threshold.
     """
 
     model: Optional[str] = None
@@ -100,6 +107,13 @@ class RouterConfig:
     cloud_price_per_1k_usd: float = C.DEFAULT_CLOUD_PRICE_PER_1K_USD
     cloud_quality_prior: float = C.DEFAULT_CLOUD_QUALITY_PRIOR
     allow_below_threshold: bool = False
+    audit_rate: float = 0.0
+    audit_budget_per_day: Optional[int] = C.DEFAULT_AUDIT_BUDGET_PER_DAY
+    audit_budget_usd_per_day: Optional[float] = None
+    audit_judge_prompt: Optional[str] = None
+    risk_epsilon: Optional[float] = None
+    risk_delta: Optional[float] = None
+    risk_control: bool = True
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -152,6 +166,17 @@ class RouterConfig:
                 f"cloud_price_per_1k_usd must be >= 0 US$, got {self.cloud_price_per_1k_usd}",
             ),
             (self.cloud_quality_prior <= 1.0, f"cloud_quality_prior must be <= 1, got {self.cloud_quality_prior}"),
+            (0.0 <= self.audit_rate <= 1.0, f"audit_rate must be in [0, 1], got {self.audit_rate}"),
+            (self.audit_budget_per_day is None or self.audit_budget_per_day >= 0,
+             f"audit_budget_per_day must be >= 0 calls, got {self.audit_budget_per_day}"),
+            (self.audit_budget_usd_per_day is None or self.audit_budget_usd_per_day >= 0,
+             f"audit_budget_usd_per_day must be >= 0 US$, got {self.audit_budget_usd_per_day}"),
+            (self.risk_epsilon is None or 0.0 < self.risk_epsilon < 1.0,
+             f"risk_epsilon must be in (0, 1), got {self.risk_epsilon}"),
+            (self.risk_delta is None or 0.0 < self.risk_delta < 1.0,
+             f"risk_delta must be in (0, 1), got {self.risk_delta}"),
+            (self.audit_judge_prompt is None or _template_ok(self.audit_judge_prompt),
+             "audit_judge_prompt must be a template using only {question}, {answer} and {reference}"),
             (
                 self.cloud_url is None or self.cloud_url.startswith(("http://", "https://")),
                 f"cloud_url must start with http:// or https://, got {self.cloud_url!r}",
@@ -227,6 +252,21 @@ class RouterOptions(typing.TypedDict, total=False):
     cloud_price_per_1k_usd: float
     cloud_quality_prior: float
     allow_below_threshold: bool
+    audit_rate: float
+    audit_budget_per_day: Optional[int]
+    audit_budget_usd_per_day: Optional[float]
+    audit_judge_prompt: Optional[str]
+    risk_epsilon: Optional[float]
+    risk_delta: Optional[float]
+    risk_control: bool
+
+
+def _template_ok(template: str) -> bool:
+    try:
+        template.format(question="", answer="", reference="")
+    except (KeyError, IndexError, ValueError):
+        return False
+    return True
 
 
 # --- values checked and converted against the field annotations ------------------------------------------------

@@ -177,6 +177,9 @@ class Router:
         self.store.add_feedback(answer_id, correct=correct, note=note)
         if correct is None:
             return False
+        risk = self._pipeline.parts.risk
+        if risk is not None and risk.state.override(answer_id, wrong=not correct) and risk.auditor is not None:
+            risk.auditor.submit(None)  # a processed label changed: the control recomputes its bounds
         return self.policy.feedback(answer_id, 1.0 if correct else 0.0)
 
     def close(self) -> None:

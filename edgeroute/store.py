@@ -58,6 +58,9 @@ CREATE INDEX feedback_answer ON feedback(answer_id);
 ALTER TABLE decisions ADD COLUMN joules REAL;          -- device-side total, J (NULL when unmeasured)
 ALTER TABLE decisions ADD COLUMN energy_method TEXT    -- counter / power_integrated / os_model / estimated / unmeasured
 """, has_column("decisions", "joules")),
+    Migration("003-risk-column", """
+ALTER TABLE decisions ADD COLUMN risk TEXT             -- JSON: what the confidence rested on (edgeroute.risk)
+""", has_column("decisions", "risk")),
 )
 
 _JSON_COLUMNS = ("signals", "latency_ms", "tokens", "energy")
@@ -111,6 +114,8 @@ class TraceStore:
         values = dict(row)
         for col in _JSON_COLUMNS:
             values[col] = json.dumps(values.get(col) or {}, sort_keys=True, allow_nan=False)
+        if values.get("risk") is not None:
+            values["risk"] = json.dumps(values["risk"], sort_keys=True, allow_nan=False)
         cols = ", ".join(values)
         marks = ", ".join(f":{c}" for c in values)
         self._write(f"INSERT INTO decisions ({cols}) VALUES ({marks})", values)
@@ -179,6 +184,8 @@ class TraceStore:
         try:
             for col in _JSON_COLUMNS:
                 row[col] = json.loads(row[col])
+            if row.get("risk") is not None:
+                row["risk"] = json.loads(row["risk"])
         except (TypeError, ValueError) as exc:
             raise StoreError(f"the trace store {self.path} holds a damaged row for {answer_id}: {exc}") from None
         row["feedback"] = [

@@ -31,6 +31,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_policy(args)
     if args.what == "transfer":
         return _cmd_bench_transfer(args)
+    if args.what == "risk":
+        return _cmd_bench_risk(args)
     if args.what == "privacy":
         from . import privacy
 
@@ -62,7 +64,8 @@ def _cmd_bench_transfer(args: argparse.Namespace) -> int:
     from .runner import RunParams
 
     report = transfer_report(data=args.data, model=args.model, params=RunParams(max_tokens=args.max_tokens),
-                             epsilon=args.epsilon, progress=None if args.quiet else sys.stderr)
+                             epsilon=args.epsilon if args.epsilon is not None else 0.1,
+                             progress=None if args.quiet else sys.stderr)
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
 
@@ -104,3 +107,67 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     if report.get("plots"):
         print("plots: " + ", ".join(report["plots"]))
     return 0
+
+
+def _cmd_bench_risk(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from .report import public
+    from .risk import populations, risk_report, write_risk_plot
+
+    progress = None if args.quiet else sys.stderr
+    logging.getLogger("edgeroute").setLevel(logging.ERROR)  # a replay's drift warnings are its results
+    report = risk_report(populations(progress), epsilon=args.epsilon, before=args.before, after=args.after,
+                         seeds=args.seeds, sim_seeds=args.sim_seeds, price_per_1k_usd=args.cloud_price_per_1k,
+                         progress=progress)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "risk.json").write_text(json.dumps(public(report), indent=2), encoding="utf-8")
+        report["plots"] = [str(write_risk_plot(report, out))]
+    if args.json:
+        print(json.dumps(public(report), indent=2))
+        return 0
+    print(markdown_risk(report))
+    return 0
+
+
+def markdown_risk(r: dict[str, Any]) -> str:
+    """The risk replay as a short markdown report."""
+    f = lambda v, p=3: "n/a" if v is None else f"{v:.{p}f}"  # noqa: E731
+    lines = [f"edgeroute bench risk: epsilon {r['epsilon']:g} (error among accepted answers), delta {r['delta']:g}; "
+             f"start threshold {r['start_threshold']:.2f} ({r['setup']['start']})",
+             f"stream: {r['setup']['before']}, then {r['setup']['after']}; {r['setup']['seeds']} replays each; "
+             f"cloud {r['setup']['cloud']}",
+             "accepted error at the start threshold: " + ", ".join(
+                 f"{k} {f(v)}" for k, v in r["population_error_at_start_threshold"].items())
+             + f"; oracle on the held-out families: coverage {f(r['oracle_on_heldout']['coverage'])} at threshold "
+               f"{f(r['oracle_on_heldout']['threshold'], 2)}; novel share " + ", ".join(
+                 f"{k} {f(v)}" for k, v in r["novel_share"].items()),
+             "", "| policy | accepted error, last 1000 | coverage, last 1000 | x oracle | drift flagged after (median) "
+             "| cloud share | audits / 1000 | audit US$ / 1000 | J / query |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, p in r["policies"].items():
+        d = p["queries_to_detect"]
+        det = "never" if d["median"] is None else f"{d['median']:.0f} ({d['detected']}/{d['of']})"
+        lines.append(f"| {name} | {f(p['final_accepted_error'])} | {f(p['final_coverage'])} | "
+                     f"{f(p['coverage_vs_oracle'], 2)} | {det} | {f(p['cloud_share'])} | {p['audits_per_1000']:.1f} | "
+                     f"{p['audit_cost_usd_per_1000']:.5f} | {p['joules_per_query']:.2f} |")
+    s = r["simulations"]
+    lines += ["", f"without a shift ({s['false_alarm_replays']} replays of {s['length']} calibration queries, audit "
+                  f"rate {s['audit_rate']:g}): drift flagged in {s['false_alarm_rate']:.1%} (target <= "
+                  f"{r['delta']:.0%})",
+              "upper bound covering the true accepted error at every check: " + ", ".join(
+                  f"{k} {v['covered_share']:.1%} of {v['replays']} replays ({v['checks']} checks)"
+                  for k, v in s["validity"].items()) + f" (target >= {1 - r['delta']:.0%})",
+              f"longer ({r['long_horizon']['replays']} replays, {r['long_horizon']['after']} queries after the shift): "
+              + "; ".join(f"{k}: first raise after {f(v['first_raise_after'], 0)} queries ({v['raised_in']}/{v['of']}), "
+                          f"threshold {v['final_threshold_median']:.2f}, accepted error {f(v['accepted_error_last_2000'])} "
+                          f"at coverage {v['coverage_last_2000']:.3f} over the last 2000"
+                          for k, v in r["long_horizon"]["policies"].items()),
+              "targets: " + ", ".join(f"{k} {'met' if v else ('n/a' if v is None else 'MISSED')}"
+                                      for k, v in r["targets"].items()),
+              f"({r['elapsed_s']} s)"]
+    if r.get("plots"):
+        lines.append("plots: " + ", ".join(r["plots"]))
+    return "\n".join(lines)

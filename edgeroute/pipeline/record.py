@@ -41,6 +41,35 @@ def settle(parts: Parts, verifier: Optional[Verifier], work: Work, answer: Answe
         answer.warnings.append(f"policy not updated: {exc}")
 
 
+#: Flags of an answer that is escalated whatever its confidence (outside the risk control's population).
+_DEFECTS = ("repetition", "truncated", "prompt_too_long")
+
+
+def risk(parts: Parts, work: Work, answer: Answer, block: Optional[tuple[str, str]]) -> None:
+    """The answer's ``risk``: record the locally judged answer for the control (a row; an escalation is labelled
+    by the two answers at once; an accepted one may be queued for an audit), then say what the confidence rests
+    on. Defective and sampled answers are not recorded: no threshold would accept them, or the calibration does
+    not cover them."""
+    if parts.risk is None:
+        return
+    judged = work.judged and work.confidence is not None
+    if judged and work.sampling.plain and not any(f in work.flags for f in _DEFECTS):
+        blocked = block[1] if block is not None else None
+        if blocked is None and parts.cloud is not None and not parts.cloud.reachable:
+            blocked = "offline: the cloud is unreachable (circuit open)"
+        escalated_answer = answer.route == "cloud" and work.escalated and "partial" not in work.flags
+        try:
+            parts.risk.record(work.id, confidence=float(work.confidence or 0.0), escalated=work.escalated,
+                              blocked=blocked, novel=work.novel, question=work.messages, local_text=work.local_text,
+                              cloud_text=answer.text if escalated_answer else None, max_tokens=work.max_tokens)
+        except StoreError as exc:
+            log.warning("edgeroute: risk row not written: %s", exc)
+            answer.warnings.append(f"risk row not written: {exc}")
+    answer.risk = parts.risk.info(novel=work.novel, novelty=work.novelty, judged=judged)
+    if answer.risk.drift and "drift" not in answer.flags:
+        answer.flags.append("drift")
+
+
 def trace(parts: Parts, work: Work, answer: Answer) -> None:
     """One row in the trace store (the prompt itself only with ``store_prompts``)."""
     if parts.store is None:
@@ -62,6 +91,7 @@ def trace(parts: Parts, work: Work, answer: Answer) -> None:
         "energy_method": answer.energy.method,
         "reason": answer.reason,
         "error": work.error,
+        "risk": answer.risk.to_dict() if answer.risk is not None else None,
     }
     try:
         parts.store.record(row)

@@ -19,7 +19,7 @@ from ..policy.base import Decision
 from ..policy.context import Situation
 from . import cloud as cloud_step
 from . import local as local_step
-from .record import Verifier, settle, trace
+from .record import Verifier, risk, settle, trace
 from .work import Work, answer_of
 
 
@@ -51,6 +51,8 @@ class Pipeline:
         work.cloud_extra = dict(cloud_extra or {})
         block = cloud_step.cloud_block(parts, work)
         work.cloud_ok = block is None
+        if parts.risk is not None:  # the threshold in force (the online control may have moved it)
+            parts.policy.threshold = parts.risk.threshold
         route: Route
         needs = unhonoured(work.sampling, parts.local.honours) + sorted(work.cloud_extra)
         if work.cloud_extra and block is None and parts.cloud is not None:
@@ -82,9 +84,10 @@ class Pipeline:
             work.flags.append("needs_cloud" if needs else "pregen_skip")
         else:
             route, text, reason, cloud_model = yield from self._local_first(work, block, cancel)
+        source = parts.risk.control.source if parts.risk is not None else parts.threshold_source
         answer = answer_of(work, route=route, text=text, reason=reason, cloud_model=cloud_model,
-                           threshold=parts.policy.threshold, threshold_source=parts.threshold_source,
-                           model=parts.local.name)
+                           threshold=parts.policy.threshold, threshold_source=source, model=parts.local.name)
+        risk(parts, work, answer, block)
         trace(parts, work, answer)
         settle(parts, self.verifier, work, answer)
         yield StreamEvent("done", answer=answer)
@@ -127,6 +130,9 @@ class Pipeline:
         try:
             generation = yield from local_step.generate(parts, self.gate, work, cancel)
             decision = local_step.judge(parts, work, generation, self.situation)
+            work.local_text, work.judged, work.escalated = generation.text, True, decision.escalate
+            if parts.risk is not None:
+                work.novel, work.novelty = parts.risk.novelty_of(generation.prompt_hidden)
         except PromptTooLongError as exc:
             work.flags.append("prompt_too_long")
             work.tokens["prompt"] = exc.prompt_tokens

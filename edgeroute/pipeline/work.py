@@ -44,6 +44,12 @@ class Work:
     logprobs: Optional[list[dict[str, Any]]] = None
     cloud_extra: dict[str, Any] = field(default_factory=dict)  # request fields only the cloud can honour
     cloud_choices: tuple[dict[str, Any], ...] = ()
+    # what the risk step needs: the local answer and whether the policy escalated it; the prompt's novelty
+    local_text: str = ""
+    judged: bool = False
+    escalated: bool = False
+    novel: Optional[bool] = None
+    novelty: Optional[float] = None
 
 
 def energy_begin(monitor: Optional[EnergyMonitor], cpu: CpuScope) -> Optional[EnergyWindow]:
