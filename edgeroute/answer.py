@@ -26,7 +26,8 @@ class Answer:
     ``energy`` is the device-side energy in joules with its method (``measured`` or ``estimated``, and from what),
     split into the local generation and the wait for the cloud, plus joules per local output token.
     ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``repetition``, ``offline``,
-    ``prompt_too_long``, ``uncalibrated`` (sampled, not greedy: the calibration does not cover it).
+    ``prompt_too_long``, ``uncalibrated`` (sampled, not greedy: the calibration does not cover it), ``drift`` (this
+    device's traffic has moved from the calibration's, or its threshold was shown to break its promise: ``risk``).
     ``finish_reason`` is ``stop`` (the answer ended, or hit a stop sequence) or ``length`` (cut by the token
     budget). ``logprobs`` holds, when asked for, one entry per local answer token in OpenAI's shape (``token``,
     ``logprob`` in nats, ``bytes``, ``top_logprobs``); None otherwise, and for cloud answers.

@@ -90,6 +90,12 @@ class LlamaServer:
         self.stop()
         raise RuntimeError("llama_cpp.server did not come up")
 
+    def requests(self, path: str = "/v1/chat/completions") -> int:
+        """How many POSTs to ``path`` the server has answered so far (from its access log)."""
+        fd = self._log.fileno()  # shared with the server process: read without moving its offset
+        text = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+        return text.count(f'"POST {path} HTTP')
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

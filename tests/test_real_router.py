@@ -74,6 +74,10 @@ def test_cli_ask_json_local_only():
     d = json.loads(proc.stdout)
     assert ANSWER_KEYS <= set(d) and d["route"] == "local" and d["text"].strip()
     assert d["energy"]["joules"] > 0 and d["energy"]["method"] == "estimated" and d["energy"]["source"]
+    risk = d["risk"]  # what the confidence rests on: here no cloud, so the error on this traffic is unknown
+    assert risk["status"] == "unknown" and "unknown" in risk["why"] and risk["estimate"] is None
+    assert risk["threshold"] == d["threshold"] and risk["threshold_source"] == d["threshold_source"]
+    assert isinstance(risk["novel"], bool) and risk["novelty"] > 0  # the shipped novelty map fits this model
 
 
 def test_cli_ask_prints_answer_and_a_status_line():

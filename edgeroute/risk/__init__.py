@@ -73,6 +73,10 @@ class Risk:
         pi, audit, why = control.plan(accepted=not escalated, blocked=blocked, audit_spent=self.budget_spent)
         if audit and not self.can_audit:
             pi, audit, why = 0.0, False, "no cloud to audit with"
+        if audit and (self.budget_calls is not None or self.budget_usd is not None):
+            self.check_budget()  # a hard cap across processes: counted before each audit (one SQLite read)
+            if self.budget_spent:
+                pi, audit, why = 0.0, False, self.budget_spent
         row: dict[str, Any] = dict(answer_id=answer_id, key=control.key, epoch=control.epoch, created=time.time(),
                                    confidence=float(confidence), threshold=control.threshold,
                                    accepted=int(not escalated), pi=pi, novel=None if novel is None else int(novel),
@@ -94,7 +98,7 @@ class Risk:
             self.auditor.submit(job)  # None: only fold the new row in, off the answer path
 
     def info(self, *, novel: Optional[bool] = None, novelty: Optional[float] = None, judged: bool = True) -> RiskInfo:
-        return self.control.info(novel=novel, novelty=novelty, judged=judged)
+        return self.control.info(novel=novel, novelty=novelty, judged=judged, auditable=self.can_audit)
 
     def close(self) -> None:
         if self.auditor is not None:

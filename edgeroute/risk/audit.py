@@ -51,12 +51,16 @@ class Auditor:
         self._jobs: "queue.Queue[Optional[AuditJob]]" = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
+        self._outstanding = 0
+        self._count = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="edgeroute-audit", daemon=True)
         self._thread.start()
 
     def submit(self, job: Optional[AuditJob]) -> None:
         """Queue ``job`` (None: only refresh the control)."""
-        self._idle.clear()
+        with self._count:
+            self._outstanding += 1
+            self._idle.clear()
         self._jobs.put(job)
 
     def wait(self, timeout_s: float) -> bool:
@@ -64,8 +68,8 @@ class Auditor:
         return self._idle.wait(timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        self._jobs.put(None)
-        self._jobs.put(_STOP)  # type: ignore[arg-type]
+        """Finish the queued audits (up to ``timeout_s``), then stop the worker."""
+        self._jobs.put(_STOP)
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
@@ -84,8 +88,10 @@ class Auditor:
                 log.warning("edgeroute: audit of %s failed: %s", getattr(job, "answer_id", "-"), exc)
             except Exception as exc:  # noqa: BLE001 - the worker outlives any one job
                 log.warning("edgeroute: audit worker error: %s: %s", type(exc).__name__, exc)
-            if self._jobs.empty():
-                self._idle.set()
+            with self._count:
+                self._outstanding -= 1
+                if self._outstanding == 0:
+                    self._idle.set()
 
     def _audit(self, job: AuditJob) -> None:
         t = time.perf_counter()

@@ -86,7 +86,8 @@ class RiskController:
         self.state, self.key = state, key
         self.epsilon, self.delta, self.audit_rate, self.control = epsilon, delta, audit_rate, control
         self.expected_novel = expected_novel
-        self.readonly = readonly  # a report: fold and decide, write nothing
+        self.readonly = readonly  # a report: fold, move nothing, write nothing
+        self.control = control and not readonly
         self.base_threshold, self.base_source = float(threshold), source
         self.grid = np.array(sorted({round(k * GRID_STEP, 4) for k in range(int(1 / GRID_STEP) + 1)}
                                     | {round(float(threshold), 4)}))
@@ -232,17 +233,25 @@ class RiskController:
             self._error_drift = why
             self.threshold, self.source = float(self.grid[up]), f"online control ({why})"
             self._reset(self.epoch + 1)
-        elif self.control and self._cur_labels > 0 and self._cur.upper(0) <= self.epsilon:
-            low = j  # Learn-then-Test: from the threshold in force down, each certified, stop at the first not
-            while low > 0 and self._certified(low - 1):
-                low -= 1
+        elif self.control and (self._cur.n[0] == 0 or self._cur_labels > 0 and self._cur.upper(0) <= self.epsilon):
+            # Learn-then-Test: from the threshold in force (certified, or accepting nothing yet) down, each
+            # certified (a threshold no answer reached passes through, but is never the one chosen), stop at the
+            # first that is not
+            low = j
+            for i in range(j - 1, -1, -1):
+                if self._seq.n[i] == 0:
+                    continue
+                if not self._certified(i):
+                    break
+                low = i
             if low < j:
                 why = (f"lowered: {self.grid[low]:.2f} certified <= {self.epsilon:g} on this device's labels "
                        f"(upper bound {self._seq.upper(low):.3f}, {int(self._labels[low])} labels)")
                 history = self._history(j, why)
                 self.threshold, self.source = float(self.grid[low]), f"online control ({why})"
                 self._reset(self.epoch + 1)
-            self._error_drift = None
+            if self._cur_labels > 0 or low < j:
+                self._error_drift = None
         self.drift = self._error_drift or self._novel_drift
         if (self.threshold, self.epoch, self.drift) != before and not self.readonly:
             if self.drift and not self._warned:
@@ -285,7 +294,7 @@ class RiskController:
 
     # --- what an answer reports --------------------------------------------------------------------------------
     def info(self, *, novel: Optional[bool] = None, novelty: Optional[float] = None,
-             judged: bool = True) -> RiskInfo:
+             judged: bool = True, auditable: bool = True) -> RiskInfo:
         with self._lock:
             labels, answers = self._cur_labels, int(self._cur.n[0])
             share = self._novel_hits / self._novel_seen if self._novel_seen else None
@@ -294,17 +303,24 @@ class RiskController:
                           novel_share=share, audit_rate=self.audit_rate, drift=self.drift)
             if not judged:
                 return RiskInfo(status="not judged", why="no local confidence for this answer", **common)
+            if not auditable:
+                return RiskInfo(status="unknown", why=(
+                    "no cloud to audit with (local_only, or none configured): the error rate among accepted "
+                    f"answers on this device's traffic is unknown; the threshold rests on {self.base_source}"),
+                    **common)
             if self.audit_rate <= 0:
                 return RiskInfo(status="unknown", why=(
                     "audits are off (audit_rate = 0): no accepted answer is checked against the cloud, so the "
                     "error rate among accepted answers on this device's traffic is unknown; the threshold rests "
                     f"on {self.base_source}"), **common)
-            if labels == 0:
-                return RiskInfo(status="collecting", why="no labelled answer at this threshold yet", **common)
             est, upper, lower = self._cur.estimate(0), self._cur.upper(0), self._cur.lower(0)
+            if labels == 0:
+                est = upper = lower = None
             if self.offline_since is not None and self.offline_since > self._last_label:
                 return RiskInfo(status="stale", why="offline since the last label: no audit could run",
                                 estimate=est, upper=upper, lower=lower, **common)
+            if labels == 0:
+                return RiskInfo(status="collecting", why="no labelled answer at this threshold yet", **common)
             return RiskInfo(status="estimated", why=(
                 f"{labels} labelled of {answers} answers at this threshold since epoch {self.epoch} began; labels "
                 "are agreement with the cloud"), estimate=est, upper=upper, lower=lower, **common)

@@ -74,8 +74,6 @@ class RiskState:
 
     def reset(self, key: str) -> None:
         """Forget ``key``'s rows (a damaged state); tables that are missing or unusable are made anew."""
-        import sqlite3
-
         try:
             with self.store.transaction() as conn:
                 for table in ("risk_answers", "risk_control", "risk_history"):
@@ -87,10 +85,7 @@ class RiskState:
             for table in ("risk_answers", "risk_control", "risk_history"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             for statement in statements(MIGRATIONS[0].sql):
-                try:
-                    conn.execute(statement)
-                except sqlite3.Error:
-                    raise
+                conn.execute(statement)
 
     def add(self, row: dict[str, Any]) -> None:
         cols = ", ".join(row)
