@@ -161,6 +161,8 @@ def test_logprobs_stop_and_sampling_are_honoured(served):
     local.enqueue("red green blue", logprobs=SURE)
     reply = c.chat.completions.create(model="edgeroute", messages=MSG, temperature=0.8, seed=3)
     assert "uncalibrated" in reply.model_extra["edgeroute"]["flags"]
+    risk = reply.model_extra["edgeroute"]["risk"]  # what the confidence rests on travels with the completion
+    assert risk["threshold"] == reply.model_extra["edgeroute"]["threshold"] and risk["status"] in ("unknown", "collecting")
     local.enqueue("red green, blue", logprobs=SURE)
     chunks = list(c.chat.completions.create(model="edgeroute", messages=MSG, stop=",", stream=True,
                                             stream_options={"include_usage": True}))

@@ -25,6 +25,7 @@ def routing_metadata(answer: Answer) -> dict[str, Any]:
         "flags": list(answer.flags),
         "latency_ms": dict(answer.latency_ms),
         "energy": {"joules": answer.energy.joules, "method": answer.energy.method, "source": answer.energy.source},
+        "risk": answer.risk.to_dict() if answer.risk is not None else None,
     }
 
 
