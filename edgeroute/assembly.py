@@ -60,7 +60,7 @@ class Parts:
     cloud_disabled: str = ""
     #: Parts built here, closed with the Router (parts passed in stay open).
     owned: list[Any] = field(default_factory=list)
-    #: The risk on this device's traffic (``edgeroute.risk``); None without a trace store or with a policy passed in.
+    #: The risk on this device's traffic (``edgeroute.risk``); None with a policy passed in.
     risk: Optional[Any] = None
 
 
@@ -229,7 +229,7 @@ def _build(cfg: RouterConfig, owned: list[Any], local: Optional[LocalModel], clo
         privacy = PrivacyDetector(cfg.privacy_kinds, extra=extra)
     parts = Parts(cfg, local, cloud, signals, pregen, policy, store, energy, privacy, calibration, source, disabled,
                   owned)
-    if store is not None and source != "policy passed in":
+    if source != "policy passed in":
         judge = confidence_signal(signals)
         parts.risk = build_risk(parts, threshold, judge.confidence_id if judge else "")
         owned.append(parts.risk)
@@ -237,27 +237,28 @@ def _build(cfg: RouterConfig, owned: list[Any], local: Optional[LocalModel], clo
 
 
 def build_risk(parts: Parts, threshold: float, confidence_id: str) -> Any:
-    """The risk part: the control keyed by model, confidence map and starting threshold, in the trace store."""
+    """The risk part: the control keyed by model, confidence map and starting threshold, in the trace store (in
+    memory, measuring nothing, without one)."""
     from . import _constants as C
     from .risk import Risk, RiskController, RiskState
     from .risk.audit import Auditor
     from .risk.novelty import NoveltyMap
 
     cfg, cal = parts.config, parts.calibration
-    assert parts.store is not None
     selective = cal is not None and cal.mode == "selective"
     epsilon = cfg.risk_epsilon or (cal.epsilon if selective and cal and cal.epsilon else C.DEFAULT_RISK_EPSILON)
     delta = cfg.risk_delta or (cal.delta if selective and cal and cal.delta else C.DEFAULT_RISK_DELTA)
     novelty = NoveltyMap.for_model(parts.local.fingerprint, parts.local.n_embd) if parts.local.hidden_states else None
-    state = RiskState(parts.store)
+    state = RiskState(parts.store) if parts.store is not None else None
     key = f"{parts.local.fingerprint[:32]}:{confidence_id}:{threshold:.4f}"
     control = RiskController(state, key, threshold=threshold, source=parts.threshold_source, epsilon=epsilon,
                              delta=delta, audit_rate=cfg.audit_rate,
                              expected_novel=novelty.expected_share if novelty else None, control=cfg.risk_control)
     risk = Risk(control, state, novelty, can_audit=parts.cloud is not None, budget_calls=cfg.audit_budget_per_day,
                 budget_usd=cfg.audit_budget_usd_per_day, judge=bool(cfg.audit_judge_prompt))
-    risk.auditor = Auditor(parts.cloud, state, control, price_per_1k_usd=cfg.cloud_price_per_1k_usd,
-                           judge_prompt=cfg.audit_judge_prompt, energy=parts.energy, after=risk.check_budget)
+    if state is not None:
+        risk.auditor = Auditor(parts.cloud, state, control, price_per_1k_usd=cfg.cloud_price_per_1k_usd,
+                               judge_prompt=cfg.audit_judge_prompt, energy=parts.energy, after=risk.check_budget)
     return risk
 
 

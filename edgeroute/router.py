@@ -178,7 +178,8 @@ class Router:
         if correct is None:
             return False
         risk = self._pipeline.parts.risk
-        if risk is not None and risk.state.override(answer_id, wrong=not correct) and risk.auditor is not None:
+        if risk is not None and risk.state is not None and risk.state.override(answer_id, wrong=not correct) \
+                and risk.auditor is not None:
             risk.auditor.submit(None)  # a processed label changed: the control recomputes its bounds
         return self.policy.feedback(answer_id, 1.0 if correct else 0.0)
 

@@ -172,3 +172,12 @@ def test_the_daily_audit_budget_stops_audits_and_says_so(tmp_path):
         Router(local_model=MockLocalModel(), audit_rate=1.5)
     with pytest.raises(Exception, match="audit_judge_prompt"):
         Router(local_model=MockLocalModel(), audit_judge_prompt="{nope}")
+
+
+def test_without_a_trace_every_answer_still_says_what_it_rests_on():
+    with Router(local_model=MockLocalModel(), cloud=MockCloud(), trace=False, audit_rate=1.0, energy=False,
+                signal_names=("perplexity",), threshold=0.0) as router:
+        router.local.enqueue("Paris", logprobs=[-0.01])
+        risk = router.ask("What is the capital of France?").risk
+        assert risk.status == "unknown" and "trace=False" in risk.why and risk.threshold == 0.0
+        assert router._pipeline.parts.risk.auditor is None

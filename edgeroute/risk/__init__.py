@@ -23,13 +23,14 @@ __all__ = ["Agreement", "Risk", "RiskController", "RiskInfo", "RiskState", "agre
 
 class Risk:
     """The risk part of one Router; ``auditor`` (``risk.audit.Auditor``) runs its background work, and audits only
-    when ``can_audit`` (a cloud is configured)."""
+    when ``can_audit`` (a cloud is configured). Without ``state`` (``trace=False``) nothing is recorded or measured,
+    and every answer says so."""
 
-    def __init__(self, control: RiskController, state: RiskState, novelty: Optional[NoveltyMap], *,
+    def __init__(self, control: RiskController, state: Optional[RiskState], novelty: Optional[NoveltyMap], *,
                  auditor: Any = None, can_audit: bool = False, budget_calls: Optional[int] = None,
                  budget_usd: Optional[float] = None, judge: bool = False) -> None:
         self.control, self.state, self.novelty, self.auditor = control, state, novelty, auditor
-        self.can_audit = can_audit
+        self.can_audit = can_audit and state is not None
         self.budget_calls, self.budget_usd, self.judge = budget_calls, budget_usd, judge
         self.budget_spent: Optional[str] = None
         self._budget_day = -1
@@ -47,7 +48,7 @@ class Risk:
 
     def check_budget(self) -> None:
         """Whether today's audit budget (UTC day, across processes) is spent; run by the worker after audits."""
-        if self.budget_calls is None and self.budget_usd is None:
+        if self.state is None or (self.budget_calls is None and self.budget_usd is None):
             return
         day_start = calendar.timegm(time.gmtime()[:3] + (0, 0, 0, 0, 0, 0))
         calls, usd = self.state.spend_today(day_start)
@@ -65,6 +66,8 @@ class Risk:
         device; ``cloud_text``: the cloud's answer when it was escalated and answered)."""
         from .audit import AuditJob
 
+        if self.state is None:
+            return
         control = self.control
         if blocked is None and escalated and cloud_text is None:
             blocked = "the escalation got no cloud answer"
@@ -98,7 +101,9 @@ class Risk:
             self.auditor.submit(job)  # None: only fold the new row in, off the answer path
 
     def info(self, *, novel: Optional[bool] = None, novelty: Optional[float] = None, judged: bool = True) -> RiskInfo:
-        return self.control.info(novel=novel, novelty=novelty, judged=judged, auditable=self.can_audit)
+        unmeasured = None if self.state is not None else "trace=False: no answer is recorded, so nothing is measured"
+        return self.control.info(novel=novel, novelty=novelty, judged=judged, auditable=self.can_audit,
+                                 unmeasured=unmeasured)
 
     def close(self) -> None:
         if self.auditor is not None:

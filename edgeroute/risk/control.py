@@ -294,7 +294,7 @@ class RiskController:
 
     # --- what an answer reports --------------------------------------------------------------------------------
     def info(self, *, novel: Optional[bool] = None, novelty: Optional[float] = None,
-             judged: bool = True, auditable: bool = True) -> RiskInfo:
+             judged: bool = True, auditable: bool = True, unmeasured: Optional[str] = None) -> RiskInfo:
         with self._lock:
             labels, answers = self._cur_labels, int(self._cur.n[0])
             share = self._novel_hits / self._novel_seen if self._novel_seen else None
@@ -303,6 +303,9 @@ class RiskController:
                           novel_share=share, audit_rate=self.audit_rate, drift=self.drift)
             if not judged:
                 return RiskInfo(status="not judged", why="no local confidence for this answer", **common)
+            if unmeasured:
+                return RiskInfo(status="unknown", why=f"{unmeasured}; the threshold rests on {self.base_source}",
+                                **common)
             if not auditable:
                 return RiskInfo(status="unknown", why=(
                     "no cloud to audit with (local_only, or none configured): the error rate among accepted "
