@@ -26,6 +26,8 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
     ├── PolicyError                  a policy was given a bad context, reward or state (rejected, state unchanged)
     ├── DatasetError                 a benchmark/calibration JSONL is unreadable or malformed (names the line)
     ├── CalibrationError             the data cannot certify the requested error bound (too few, or too wrong)
+    ├── FitError                     ``edgeroute fit`` cannot fit what was asked (too few labelled answers, none)
+    │   └── FitInterruptedError      the fit was interrupted; every answer so far is cached (``--resume``)
     ├── StoreError                   the trace store cannot be read or written
     └── UnknownAnswerError           feedback for an answer id the trace does not hold
 """
@@ -138,6 +140,14 @@ class DatasetError(EdgeRouteError, ValueError):
 
 class CalibrationError(EdgeRouteError):
     """No threshold can be certified for the requested epsilon and delta on these data."""
+
+
+class FitError(EdgeRouteError):
+    """``edgeroute fit`` cannot fit what was asked on the answers it has (it says how many more it needs)."""
+
+
+class FitInterruptedError(FitError):
+    """The fit was interrupted (Ctrl-C); the answers so far are cached and ``--resume`` continues."""
 
 
 class StoreError(EdgeRouteError):

@@ -203,6 +203,8 @@ def _build(cfg: RouterConfig, owned: list[Any], local: Optional[LocalModel], clo
         judge = confidence_signal(signals)
         calibration = load_calibration(local.fingerprint, judge.confidence_id if judge else "")
         source = calibration.describe() if calibration else "default"
+        if calibration is not None and calibration.source.startswith("edgeroute fit"):
+            source = f"fitted for this model by {calibration.source}: {source}"
         refused.update(check_engine(local, [], None, calibration))
         if "calibration" in refused:
             calibration, source = None, "default (the saved calibration was refused: the engine changed)"

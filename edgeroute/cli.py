@@ -214,6 +214,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .bench.commands import cmd_fit
+
+    return cmd_fit(args)
+
+
 def _cmd_risk(args: argparse.Namespace) -> int:
     from .risk.commands import cmd_risk
 
@@ -345,6 +351,19 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--before", type=int, default=1000, help="queries before the shift (default 1000)")
     rk.add_argument("--after", type=int, default=2000, help="queries after the shift (default 2000)")
     bench.set_defaults(func=_cmd_bench)
+
+    fit = sub.add_parser("fit", help="fit the judgement (confidence map, threshold) to a local GGUF, in a time budget")
+    fit.add_argument("--model", required=True, help="the GGUF to fit (a path or a file in the user model directory)")
+    fit.add_argument("--budget-minutes", type=float, default=30.0, help="time to spend answering (default 30)")
+    fit.add_argument("--data", help="your own labelled JSONL instead of the shipped fit set")
+    fit.add_argument("--resume", action="store_true", help="continue an interrupted fit (its answers are cached)")
+    fit.add_argument("--epsilon", type=float, default=0.1, help="the calibration's epsilon (default 0.1)")
+    fit.add_argument("--delta", type=float, default=0.05, help="the calibration's delta (default 0.05)")
+    fit.add_argument("--max-tokens", type=int, default=64, help="longest answer, tokens (default 64)")
+    fit.add_argument("--min-per-class", type=int, default=25, help="right and wrong answers a map needs (default 25)")
+    fit.add_argument("--json", action="store_true", help="print the report as JSON")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(func=_cmd_fit)
 
     risk = sub.add_parser("risk", help="the accepted-answer error measured on this device's traffic, and the "
                                        "threshold history")

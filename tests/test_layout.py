@@ -107,3 +107,16 @@ def test_the_readme_is_short_and_its_links_resolve():
     broken = [(p.name, link) for p in pages for link in re.findall(r"\]\(([^)#]+)\)", p.read_text(encoding="utf-8"))
               if not link.startswith("http") and not (p.parent / link).exists()]
     assert broken == []
+
+
+def test_every_package_ships_in_the_wheel():
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    root = ROOT.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "edgeroute").rglob("__init__.py")}
+    assert found - {"edgeroute._models"} <= listed, sorted(found - listed)

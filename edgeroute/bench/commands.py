@@ -171,3 +171,14 @@ def markdown_risk(r: dict[str, Any]) -> str:
     if r.get("plots"):
         lines.append("plots: " + ", ".join(r["plots"]))
     return "\n".join(lines)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``edgeroute fit``: fit the judgement to a GGUF (``bench.fit``) and print what it measured."""
+    from .fit import markdown, run_fit
+
+    report = run_fit(args.model, budget_minutes=args.budget_minutes, data=args.data, resume=args.resume,
+                     epsilon=args.epsilon, delta=args.delta, max_tokens=args.max_tokens,
+                     min_per_class=args.min_per_class, progress=None if args.quiet else sys.stderr)
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
+    return 0

@@ -252,8 +252,8 @@ def _read(path: Path, model_fingerprint: str, confidence_id: str, quiet_mismatch
 
 
 def load_calibration(model_fingerprint: str, confidence_id: str = "") -> Optional[Calibration]:
-    """The calibration for this model: the user's (saved by ``edgeroute calibrate``), else the one shipped in the
-    wheel for the default model, else None. A corrupt file, or one made for another model or confidence map, is
+    """The calibration for this model: the user's (saved by ``edgeroute calibrate``), else the one ``edgeroute fit``
+    saved for it, else the one shipped in the wheel for the default model, else None. A corrupt file, or one made for another model or confidence map, is
     ignored with a warning (the shipped one silently, since it only fits the default model)."""
     mine = calibration_path(model_fingerprint, confidence_id)
     legacy = calibration_path(model_fingerprint)
@@ -263,6 +263,11 @@ def load_calibration(model_fingerprint: str, confidence_id: str = "") -> Optiona
             cal = _read(path, model_fingerprint, confidence_id, quiet_mismatch=path == mine)
             if cal is not None:
                 return cal
+    fitted = paths.fitted_dir(model_fingerprint) / "calibration.json"  # saved by edgeroute fit
+    if fitted.is_file():
+        cal = _read(fitted, model_fingerprint, confidence_id, quiet_mismatch=True)
+        if cal is not None and (not confidence_id or cal.confidence_id == confidence_id):
+            return cal
     others = sorted(p for p in paths.calibration_dir().glob(f"{model_fingerprint[:32]}-*.json") if p not in candidates)
     if others:
         warnings.warn(f"edgeroute: ignoring {', '.join(p.name for p in others)}: made for another model or "

@@ -23,6 +23,8 @@ from .base import Features, Signal
 
 FEATURES = ("mean_nll", "max_nll", "mean_entropy", "log_answer_tokens")
 CALIBRATION_FILE = "perplexity.json"
+#: The map ``edgeroute fit`` saves in ``paths.fitted_dir(sha256)``.
+MAP_FILE = "perplexity.json"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,28 @@ def load_shipped_map() -> LogisticMap:
     return LogisticMap.from_dict(json.loads(text))
 
 
+def fitted_map(model_sha256: str) -> Optional[LogisticMap]:
+    """The map ``edgeroute fit`` saved for this model (``paths.fitted_dir``), or None; a damaged file, or one fitted
+    for another model, is ignored with a warning."""
+    import warnings
+
+    from .. import paths
+
+    path = paths.fitted_dir(model_sha256) / MAP_FILE
+    if not path.is_file():
+        return None
+    try:
+        mapping = LogisticMap.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(f"edgeroute: ignoring the fitted map {path}: {exc}", RuntimeWarning, stacklevel=2)
+        return None
+    if mapping.model_sha256 != model_sha256:
+        warnings.warn(f"edgeroute: ignoring the fitted map {path}: fitted for another model "
+                      f"({mapping.model_sha256[:12]})", RuntimeWarning, stacklevel=2)
+        return None
+    return mapping
+
+
 def features(generation: Generation) -> Optional[list[float]]:
     """The perplexity-family features of ``generation``, or None when it produced no scored token."""
     lp, ent = generation.token_logprobs, generation.token_entropies
@@ -97,7 +121,8 @@ class PerplexitySignal(Signal):
 
     @classmethod
     def from_model(cls, model: Any, config: Any) -> "PerplexitySignal":
-        return cls(model_sha256=model.fingerprint)
+        """The map ``edgeroute fit`` fitted for this model if there is one, else the shipped map."""
+        return cls(fitted_map(model.fingerprint), model_sha256=model.fingerprint)
 
     def __init__(self, mapping: Optional[LogisticMap] = None, model_sha256: str = "") -> None:
         self.mapping = mapping or load_shipped_map()
