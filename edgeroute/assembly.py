@@ -271,8 +271,8 @@ def check_engine(local: LocalModel, signals: list[Signal], pregen: Optional[Preg
     a version, pass."""
     recorded: list[tuple[str, dict[str, Any]]] = []
     for signal in signals:
-        if signal.engine:
-            recorded.append((signal.name, signal.engine))
+        if signal.engine and getattr(signal, "calibrated", True):  # a map fitted on another model: not an engine
+            recorded.append((signal.name, signal.engine))           # change (its outputs were never this model's)
     if pregen is not None and pregen.engine:
         recorded.append(("pregen", pregen.engine))
     if calibration is not None and calibration.engine:

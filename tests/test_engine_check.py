@@ -45,7 +45,13 @@ def test_mismatch_compares_within_tolerance_and_names_what_differs():
 
 
 def test_an_engine_whose_outputs_differ_gets_the_artifacts_refused_with_one_warning():
+    from edgeroute import paths
+
     local = VersionedMock()
+    fitted = json.loads(resources.files("edgeroute._models").joinpath("perplexity.json").read_text())
+    target = paths.fitted_dir(local.fingerprint)  # a map fitted for this model, on an engine that answered otherwise
+    target.mkdir(parents=True)
+    (target / "perplexity.json").write_text(json.dumps({**fitted, "model_sha256": local.fingerprint}))
     with pytest.warns(RuntimeWarning) as caught:
         router = Router(local_model=local, local_only=True, trace=False)
     messages = [str(w.message) for w in caught]
@@ -54,6 +60,13 @@ def test_an_engine_whose_outputs_differ_gets_the_artifacts_refused_with_one_warn
     assert "mock-engine 2.0" in messages[0]
     assert "perplexity" not in [s.name for s in router.signals]
     assert "perplexity_confidence" not in router.ask("hello there").signals
+
+
+def test_another_models_map_is_not_an_engine_change_it_is_used_and_flagged_uncalibrated(recwarn):
+    router = Router(local_model=VersionedMock(), local_only=True, trace=False)  # only the shipped (SmolLM2) map
+    assert not [w for w in recwarn if "refused" in str(w.message)]
+    signals = router.ask("hello there").signals
+    assert "perplexity_confidence" in signals and signals["perplexity_calibrated"] == 0.0
 
 
 def test_a_calibration_from_this_engine_is_used_and_one_from_another_is_refused():

