@@ -55,13 +55,15 @@ def risk(parts: Parts, work: Work, answer: Answer, block: Optional[tuple[str, st
     judged = work.judged and work.confidence is not None
     if judged and work.sampling.plain and not any(f in work.flags for f in _DEFECTS):
         blocked = block[1] if block is not None else None
-        if blocked is None and parts.cloud is not None and not parts.cloud.reachable:
+        offline = blocked is None and parts.cloud is not None and not parts.cloud.reachable
+        if offline:
             blocked = "offline: the cloud is unreachable (circuit open)"
         escalated_answer = answer.route == "cloud" and work.escalated and "partial" not in work.flags
         try:
             parts.risk.record(work.id, confidence=float(work.confidence or 0.0), escalated=work.escalated,
                               blocked=blocked, novel=work.novel, question=work.messages, local_text=work.local_text,
-                              cloud_text=answer.text if escalated_answer else None, max_tokens=work.max_tokens)
+                              cloud_text=answer.text if escalated_answer else None, max_tokens=work.max_tokens,
+                              offline=offline)
         except StoreError as exc:
             log.warning("edgeroute: risk row not written: %s", exc)
             answer.warnings.append(f"risk row not written: {exc}")

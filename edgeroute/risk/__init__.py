@@ -61,17 +61,18 @@ class Risk:
 
     def record(self, answer_id: str, *, confidence: float, escalated: bool, blocked: Optional[str],
                novel: Optional[bool], question: list[dict[str, str]], local_text: str, cloud_text: Optional[str],
-               max_tokens: int) -> None:
+               max_tokens: int, offline: bool = False) -> None:
         """The row of one locally judged answer, and its label or audit (``blocked``: why it may not leave the
-        device; ``cloud_text``: the cloud's answer when it was escalated and answered)."""
+        device; ``offline``: because the cloud is unreachable, which marks the estimate stale; ``cloud_text``: the
+        cloud's answer when it was escalated and answered)."""
         from .audit import AuditJob
 
         if self.state is None:
             return
         control = self.control
         if blocked is None and escalated and cloud_text is None:
-            blocked = "the escalation got no cloud answer"
-        if blocked and ("offline" in blocked or "cloud answer" in blocked or "circuit" in blocked):
+            blocked, offline = "offline: the escalation got no cloud answer", True
+        if offline:
             control.offline_since = time.time()
         pi, audit, why = control.plan(accepted=not escalated, blocked=blocked, audit_spent=self.budget_spent)
         if audit and not self.can_audit:
