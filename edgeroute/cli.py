@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--after", type=int, default=2000, help="queries after the shift (default 2000)")
     bench.set_defaults(func=_cmd_bench)
 
-    fit = sub.add_parser("fit", help="fit the judgement (confidence map, threshold) to a local GGUF, in a time budget")
+    fit = sub.add_parser("fit", help="fit the judgement (map, probes, threshold) to a local GGUF, in a time budget")
     fit.add_argument("--model", required=True, help="the GGUF to fit (a path or a file in the user model directory)")
     fit.add_argument("--budget-minutes", type=float, default=30.0, help="time to spend answering (default 30)")
     fit.add_argument("--data", help="your own labelled JSONL instead of the shipped fit set")
@@ -361,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--delta", type=float, default=0.05, help="the calibration's delta (default 0.05)")
     fit.add_argument("--max-tokens", type=int, default=64, help="longest answer, tokens (default 64)")
     fit.add_argument("--min-per-class", type=int, default=25, help="right and wrong answers a map needs (default 25)")
+    fit.add_argument("--probe-margin", type=float, default=0.0,
+                     help="LOFO AUROC a hidden-state probe must gain over the map to ship (default 0)")
     fit.add_argument("--json", action="store_true", help="print the report as JSON")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(func=_cmd_fit)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from edgeroute import FitInterruptedError, Router, paths
-from edgeroute.bench.fit import fit_set, run_fit
+from edgeroute.bench.fit import fit_set, markdown, run_fit
 from edgeroute.testing import MockLocalModel
 
 pytestmark = pytest.mark.slow
@@ -32,8 +32,9 @@ def tiny(tmp_path, n=24):
 def test_fit_saves_what_a_new_router_loads_and_another_model_refuses(tmp_path, real_model):
     data = tiny(tmp_path)
     report = run_fit(None, data=str(data), budget_minutes=10, epsilon=0.9, min_per_class=2, max_tokens=16,
-                     progress=None, engine=real_model)
+                     probe_margin=1.0, progress=None, engine=real_model)  # no probe can gain 1.0: the map's path
     sha = real_model.fingerprint
+    assert report["probes"]["post"]["shipped"] is False and "does not beat" in report["probes"]["post"]["why"]
     saved = paths.fitted_dir(sha)
     assert report["answers"] == 24 and report["model_sha256"] == sha and report["labels"]["train"] == 16
     assert {"fit.json", "perplexity.json", "calibration.json"} <= {p.name for p in saved.iterdir()}
@@ -53,6 +54,72 @@ def test_fit_saves_what_a_new_router_loads_and_another_model_refuses(tmp_path, r
     with router:
         assert not next(s for s in router.signals if s.name == "perplexity").mapping.info.startswith("edgeroute fit")
         assert not router.threshold_source.startswith("fitted")
+
+
+def mixed(tmp_path, n=36):
+    """Items the default model mostly gets right, a third of them with a reference that no answer matches (both
+    classes, whatever the model says), over three families of two sources."""
+    lines = []
+    for i in range(n):
+        a, b = i % 7 + 1, i % 5 + 2
+        answer = str(a + b) if i % 3 else str(a + b + 500)
+        split = "calibration" if i % 4 == 0 else "train"
+        lines.append(json.dumps({"id": f"m{i}", "family": f"fam{i % 3}", "source": f"src{i % 2}", "split": split,
+                                 "question": f"What is {a} + {b}? Answer with the number only.", "answers": [answer]}))
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fit_ships_a_hidden_state_probe_that_a_new_router_uses(tmp_path, real_model):
+    report = run_fit(None, data=str(mixed(tmp_path)), budget_minutes=10, epsilon=0.9, min_per_class=2,
+                     max_tokens=16, probe_margin=-1.0, progress=None, engine=real_model)  # ship whatever it finds
+    probes, saved = report["probes"], paths.fitted_dir(real_model.fingerprint)
+    assert probes["architecture"] == "llama" and probes["node"] == f"l_out-{real_model.hidden_layer}"
+    assert probes["post"]["shipped"] and probes["post"]["onnx"]["max_abs_diff"] < 1e-4
+    assert probes["post"]["lofo_auroc"]["groups"] >= 1 and probes["labels"]["train"] == 27
+    assert probes["pre"]["shipped"] is False and probes["pre"]["why"]  # 9 calibration answers: no 5 % skip bound
+    assert report["threshold"]["confidence"] == "probe" and "map_threshold" in report["threshold"]
+    assert {"probe.onnx", "calibration.json", "calibration-map.json"} <= {p.name for p in saved.iterdir()}
+    assert not (saved / "pregen.onnx").exists()
+    with Router(local_model=real_model, local_only=True, trace=False) as router:
+        probe = next(s for s in router.signals if s.name == "probe")
+        assert probe.fitted and probe.meta["model_sha256"] == real_model.fingerprint
+        assert router.threshold_source.startswith("fitted for this model by edgeroute fit")
+        assert router.policy.threshold == report["threshold"]["threshold"]
+        answer = router.ask("What is 3 + 4? Answer with the number only.", max_tokens=8)
+        assert answer.confidence == answer.signals["combined_confidence"]
+    with Router(local_model=real_model, local_only=True, trace=False, probe=False) as router:  # the map's own
+        assert router.threshold_source.startswith("fitted for this model by edgeroute fit")
+        assert router.policy.threshold == report["threshold"]["map_threshold"]
+    text = markdown(report)
+    assert "post-generation probe (llama, block" in text and "shipped" in text and "on the probe's confidence" in text
+    other = MockLocalModel()
+    shutil.copytree(saved, paths.fitted_dir(other.fingerprint))
+    from edgeroute.signals.probe import ProbeSignal, model_identity
+
+    with pytest.warns(RuntimeWarning, match="trained for another model"):
+        assert not ProbeSignal(**model_identity(other)).available
+
+
+def test_a_model_whose_block_outputs_cannot_be_captured_gets_the_map_and_the_reason(tmp_path, monkeypatch):
+    from edgeroute.local import capture
+    from edgeroute.local.llama import LlamaCppModel
+
+    monkeypatch.setattr(capture, "BLOCK_OUTPUT", "no_such_node-{layer}")  # a graph that names its blocks otherwise
+    model = LlamaCppModel(n_ctx=512)
+    try:
+        with pytest.warns(RuntimeWarning, match="no hidden states"):
+            report = run_fit(None, data=str(mixed(tmp_path, n=24)), budget_minutes=10, epsilon=0.9, min_per_class=2,
+                             max_tokens=16, progress=None, engine=model)
+    finally:
+        model.close()
+    why = report["probes"]["why"]
+    assert "cannot be captured" in why and "computed no no_such_node-" in why and "llama" in why
+    saved = paths.fitted_dir(model.fingerprint)
+    assert json.loads((saved / "fit.json").read_text())["probes"]["why"] == why
+    assert "map" in report and not (saved / "probe.onnx").exists()
+    assert f"probes: not fitted (llama, block {model.hidden_layer}" in markdown(report)
 
 
 def test_an_interrupted_fit_resumes_from_its_cache_and_too_few_labels_are_refused(tmp_path, real_model):
@@ -109,6 +176,9 @@ def test_fit_on_a_second_model_family_gemma(tmp_path, real_model):
         report = run_fit(str(path), data=str(tiny(tmp_path, n=18)), budget_minutes=10, epsilon=0.9, min_per_class=2,
                          max_tokens=16, progress=None, engine=model)
         assert report["prompt_format"] == "completion" and report["answers"] == 18
+        probes = report["probes"]  # Gemma 3's graph names its block outputs like llama's: the capture works
+        assert probes["architecture"] == "gemma3" and probes["node"] == f"l_out-{model.hidden_layer}"
+        assert "labels" in probes and "cannot be captured" not in json.dumps(probes)
         saved = paths.fitted_dir(model.fingerprint)
         if "map" not in report["refused"]:
             with Router(local_model=model, local_only=True, trace=False, probe=False) as router:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edgeroute import PerplexitySignal, Router
+from edgeroute.bench import onnx_export as tp  # the export and row functions (edgeroute fit, tools/train_probe.py)
 from edgeroute.bench.transfer import Dataset, Spec, fit, linear
 from edgeroute.signals import evaluate
 from edgeroute.signals.probe import SCALAR_FEATURES, PregenProbe, ProbeSignal, feature_row, scalar_values
@@ -19,8 +20,6 @@ from edgeroute.signals.query import QUERY_FEATURES, query_features
 from edgeroute.testing import MockCloud, MockLocalModel
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import train_probe as tp  # noqa: E402  (the training tool: its export and row functions)
 
 N_EMBD = 8
 MOCK_SHA = MockLocalModel().fingerprint

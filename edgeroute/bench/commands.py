@@ -179,6 +179,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     report = run_fit(args.model, budget_minutes=args.budget_minutes, data=args.data, resume=args.resume,
                      epsilon=args.epsilon, delta=args.delta, max_tokens=args.max_tokens,
-                     min_per_class=args.min_per_class, progress=None if args.quiet else sys.stderr)
+                     min_per_class=args.min_per_class, probe_margin=args.probe_margin, progress=None if args.quiet else sys.stderr)
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0

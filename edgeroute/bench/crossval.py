@@ -68,25 +68,27 @@ def signal_sign(data: Dataset, name: str) -> float:
     return -1.0 if a is not None and a < 0.5 else 1.0
 
 
-def select(candidates: Sequence[Spec], data: Dataset, *, progress: Optional[TextIO] = sys.stderr
-           ) -> tuple[Spec, list[dict[str, Any]]]:
-    """The candidate with the best LOSO score on ``data``: the average of the mean per-source AUROC (ranking within
-    a source it never saw) and the pooled one (one threshold across all of them, as the Router uses it); ties go to
-    the simpler candidate, listed first. Also every candidate's LOSO mean and pooled AUROC."""
+def select(candidates: Sequence[Spec], data: Dataset, *, progress: Optional[TextIO] = sys.stderr,
+           level: str = "loso") -> tuple[Spec, list[dict[str, Any]]]:
+    """The candidate with the best score on ``data`` by leave-one-source-out (``level="loso"``, the default) or
+    leave-one-family-out (``"lofo"``): the average of the mean per-group AUROC (ranking within a group it never saw)
+    and the pooled one (one threshold across all of them, as the Router uses it); ties go to the simpler candidate,
+    listed first. Also every candidate's mean and pooled AUROC (keys ``<level>_mean``, ``<level>_pooled``)."""
     table = []
     for spec in candidates:
-        r = cross_validate(spec, data, "loso")
-        table.append({"spec": spec.to_dict(), "label": spec.label(), "loso_mean": r.mean, "loso_pooled": r.pooled})
+        r = cross_validate(spec, data, level)
+        table.append({"spec": spec.to_dict(), "label": spec.label(), f"{level}_mean": r.mean,
+                      f"{level}_pooled": r.pooled})
         if progress is not None:
-            progress.write(f"  LOSO mean {r.mean:.4f} pooled {r.pooled:.4f}  {spec.label()}\n")
+            progress.write(f"  {level.upper()} mean {r.mean or 0:.4f} pooled {r.pooled or 0:.4f}  {spec.label()}\n")
             progress.flush()
-    best = max(range(len(table)), key=lambda i: (selection_score(table[i]), -i))
+    best = max(range(len(table)), key=lambda i: (selection_score(table[i], level), -i))
     return candidates[best], table
 
 
-def selection_score(row: dict[str, Any]) -> float:
-    """What ``select`` maximises: (LOSO mean + LOSO pooled) / 2."""
-    return ((row["loso_mean"] or 0.0) + (row["loso_pooled"] or 0.0)) / 2.0
+def selection_score(row: dict[str, Any], level: str = "loso") -> float:
+    """What ``select`` maximises: (mean + pooled) / 2 at ``level``."""
+    return ((row[f"{level}_mean"] or 0.0) + (row[f"{level}_pooled"] or 0.0)) / 2.0
 
 
 # --- risk and coverage --------------------------------------------------------------------------------------------

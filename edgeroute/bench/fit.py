@@ -8,11 +8,13 @@
 2. **The training-free map** (``signals.perplexity``'s features -> P(correct), a logistic regression) is fitted on
    the answers of the ``train`` split, its L2 strength chosen by leave-one-family-out (LOFO) AUROC; LOFO and
    leave-one-source-out (LOSO) AUROCs are reported with bootstrap intervals over families / sources, and the
-   AUROC on the held-out families with a bootstrap interval over items. Hidden-state probes are not fitted by this
-   command yet (``tools/train_probe.py`` does it for the default model).
-3. **The threshold** is calibrated (``--epsilon``, ``--delta``, fixed-sequence Clopper-Pearson) on the answers of the
-   ``calibration`` split with the fitted map.
-4. Everything is saved in ``paths.fitted_dir(sha256)``; ``Router(model=PATH)`` loads it and says so.
+   AUROC on the held-out families with a bootstrap interval over items.
+3. **The hidden-state probes** (``probe_fit``), when the model's block outputs can be captured: the
+   post-generation probe ships only when it beats the map by LOFO, the pre-generation probe when its LOFO AUROC is
+   above chance; otherwise the report (and ``fit.json``) says why.
+4. **The threshold** is calibrated (``--epsilon``, ``--delta``, fixed-sequence Clopper-Pearson) on the answers of the
+   ``calibration`` split with the Router's confidence: the probe's when it shipped, else the map's.
+5. Everything is saved in ``paths.fitted_dir(sha256)``; ``Router(model=PATH)`` loads it and says so.
 
 Nothing is claimed on too few labels: no map below ``min_per_class`` right and wrong answers, no threshold when
 the calibration cannot certify epsilon; the output says how many more answers it would need.
@@ -39,7 +41,8 @@ from ..policy.calibration import calibrate_guarantee
 from ..signals.perplexity import FEATURES, MAP_FILE, LogisticMap, PerplexitySignal
 from .datasets import load_items
 from .grading import grade
-from .metrics import auroc
+from .metrics import auroc, auroc_interval, mean_interval
+from .probe_fit import fit_probes
 from .runner import RunParams, run_local
 from .transfer import fit_logistic
 
@@ -50,8 +53,7 @@ FAMILY_STABLE_HALF_WIDTH = 0.1
 MIN_PER_CLASS = 25
 L2_GRID = (0.1, 1.0, 10.0)
 CHUNK = 8  # items answered between two budget checks
-BOOTSTRAP = 1000
-FIT_FILE, CAL_FILE = "fit.json", "calibration.json"
+FIT_FILE, CAL_FILE, CAL_MAP_FILE = "fit.json", "calibration.json", "calibration-map.json"
 
 
 def fit_set(data: Optional[str] = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -172,29 +174,6 @@ def _lofo(x: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: float) -> dict[s
     return out
 
 
-def _interval(values: list[float], seed: int = 0) -> Optional[list[float]]:
-    """A 95 % bootstrap interval of the mean of ``values``."""
-    if len(values) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    v = np.asarray(values)
-    means = [float(rng.choice(v, len(v)).mean()) for _ in range(BOOTSTRAP)]
-    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
-
-
-def _auroc_interval(scores: np.ndarray, y: np.ndarray, seed: int = 0) -> Optional[list[float]]:
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(BOOTSTRAP):
-        idx = rng.integers(0, len(y), len(y))
-        a = auroc(scores[idx], y[idx])
-        if a is not None:
-            vals.append(a)
-    if len(vals) < BOOTSTRAP // 2:
-        return None
-    return [round(float(np.percentile(vals, 2.5)), 4), round(float(np.percentile(vals, 97.5)), 4)]
-
-
 def _rows(items: list[dict[str, Any]], records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
     keep = [i for i, r in enumerate(records) if all(f in r["signals"] for f in FEATURES)]
     x = np.array([[records[i]["signals"][f] for f in FEATURES] for i in keep], dtype=np.float64)
@@ -204,10 +183,11 @@ def _rows(items: list[dict[str, Any]], records: list[dict[str, Any]]) -> tuple[n
 
 def run_fit(model: Optional[str], *, budget_minutes: float = 30.0, data: Optional[str] = None, resume: bool = False,
             epsilon: float = 0.1, delta: float = 0.05, max_tokens: int = 64, min_per_class: int = MIN_PER_CLASS,
-            progress: Optional[TextIO] = sys.stderr, on_generate: Optional[Callable[[str], None]] = None,
+            probe_margin: float = 0.0, progress: Optional[TextIO] = sys.stderr, on_generate: Optional[Callable[[str], None]] = None,
             engine: Any = None) -> dict[str, Any]:
     """Fit the judgement to ``model`` (see the module docstring); returns the report (also saved as ``fit.json``).
-    ``engine``: an already loaded ``LlamaCppModel`` (tests)."""
+    ``probe_margin``: the LOFO AUROC a probe must gain over the map to ship. ``engine``: an already loaded
+    ``LlamaCppModel`` (tests)."""
     from ..local.llama import LlamaCppModel
 
     t_start = time.perf_counter()
@@ -228,7 +208,7 @@ def run_fit(model: Optional[str], *, budget_minutes: float = 30.0, data: Optiona
         done, records, generated = answer(items, local, params, budget_s, progress, on_generate)
         if not records:
             raise FitError(f"no answers within the budget ({budget_minutes:g} min): give it more time")
-        report = _fit(local, done, records, epsilon, delta, min_per_class, out_dir)
+        report = _fit(local, done, records, epsilon, delta, min_per_class, probe_margin, out_dir)
         rates = [r["completion_tokens"] / (r["latency_ms"] / 1000.0) for r in records
                  if r.get("completion_tokens") and r.get("latency_ms")]
         joules = [r["joules"] for r in records if r.get("joules") is not None]
@@ -240,8 +220,6 @@ def run_fit(model: Optional[str], *, budget_minutes: float = 30.0, data: Optiona
             "answers": len(records), "generated_now": generated, "resumed": resume,
             "budget_minutes": budget_minutes, "fit_set": meta, "saved_in": str(out_dir),
             "elapsed_s": round(time.perf_counter() - t_start, 1),
-            "probes": "not fitted: edgeroute fit fits the training-free map and the threshold; the hidden-state "
-                      "probes are trained by tools/train_probe.py",
         })
         _write(out_dir / FIT_FILE, report)
         return report
@@ -251,9 +229,10 @@ def run_fit(model: Optional[str], *, budget_minutes: float = 30.0, data: Optiona
 
 
 def _fit(local: Any, items: list[dict[str, Any]], records: list[dict[str, Any]], epsilon: float, delta: float,
-         min_per_class: int, out_dir: Path) -> dict[str, Any]:
+         min_per_class: int, probe_margin: float, out_dir: Path) -> dict[str, Any]:
+    items = [{**i, "split": i.get("split") or _hash_split(i["id"])} for i in items]
     x, y, keep = _rows(items, records)
-    split = np.array([items[i].get("split") or _hash_split(items[i]["id"]) for i in keep])
+    split = np.array([items[i]["split"] for i in keep])
     family = np.array([items[i]["family"] for i in keep])
     source = np.array([items[i].get("source", items[i]["family"]) for i in keep])
     train = split == "train"
@@ -269,6 +248,8 @@ def _fit(local: Any, items: list[dict[str, Any]], records: list[dict[str, Any]],
                                     f"{min_per_class} of each: about {need} more {'right' if right < wrong else 'wrong'}"
                                     f" answers (a longer budget)")
         report["refused"]["threshold"] = "no map to calibrate"
+        report["probes"], _ = fit_probes(local, items, records, map_lofo=None, min_per_class=min_per_class,
+                                         margin=probe_margin, out_dir=out_dir, trained_on="")
         return report
     mean, scale = x[train].mean(axis=0), x[train].std(axis=0) + 1e-9
     z = (x - mean) / scale
@@ -280,32 +261,54 @@ def _fit(local: Any, items: list[dict[str, Any]], records: list[dict[str, Any]],
                           model_sha256=local.fingerprint, engine=local.golden(),
                           info=f"edgeroute fit, {int(train.sum())} train answers, L2 {l2:g} by LOFO")
     report["map"] = {"l2": l2, "lofo_auroc_mean": _round(np.mean(list(lofo[l2].values())) if lofo[l2] else None),
-                     "lofo_auroc_interval": _interval(list(lofo[l2].values())), "lofo_families": len(lofo[l2]),
+                     "lofo_auroc_interval": mean_interval(list(lofo[l2].values())), "lofo_families": len(lofo[l2]),
                      "loso_auroc_mean": _round(np.mean(list(loso.values())) if loso else None),
-                     "loso_auroc_interval": _interval(list(loso.values())), "loso_sources": len(loso)}
+                     "loso_auroc_interval": mean_interval(list(loso.values())), "loso_sources": len(loso)}
     conf = 1.0 / (1.0 + np.exp(-np.clip(z @ w + b, -40, 40)))
     for name, mask in (("test", split == "test"), ("heldout", split == "heldout-families")):
         value = auroc(conf[mask], y[mask]) if mask.any() else None
         report["map"][f"{name}_auroc"] = _round(value)
-        report["map"][f"{name}_auroc_interval"] = _auroc_interval(conf[mask], y[mask]) if value is not None else None
+        report["map"][f"{name}_auroc_interval"] = auroc_interval(conf[mask], y[mask]) if value is not None else None
         report["map"][f"{name}_labels"] = int(mask.sum())
     _write(out_dir / MAP_FILE, mapping.to_dict())
     cal_mask = split == "calibration"
-    try:
-        cal = calibrate_guarantee(conf[cal_mask], y[cal_mask] > 0.5, epsilon, delta)
-    except CalibrationError as exc:
-        report["refused"]["threshold"] = str(exc)
-        (out_dir / CAL_FILE).unlink(missing_ok=True)
-        return report
+    trained_on = f"edgeroute fit: {int(train.sum())} answers of the train split, {len(set(family[train]))} families"
+    report["probes"], probe_cal = fit_probes(local, items, records, map_lofo=report["map"]["lofo_auroc_mean"],
+                                             min_per_class=min_per_class, margin=probe_margin, out_dir=out_dir,
+                                             trained_on=trained_on)
     signal = PerplexitySignal(mapping, model_sha256=local.fingerprint)
-    cal = replace(cal, model=local.fingerprint, confidence_id=signal.confidence_id, engine=local.golden(),
-                  source=f"edgeroute fit on {time.strftime('%Y-%m-%d')}",
-                  covers=f"{int(cal_mask.sum())} answers of the fit set's calibration split "
-                         f"({len(set(family[cal_mask].tolist()))} families); traffic like that mixture only")
-    _write(out_dir / CAL_FILE, cal.to_dict())
-    report["threshold"] = {"threshold": cal.threshold, "epsilon": epsilon, "delta": delta, "n": cal.n,
+    families = len(set(family[cal_mask].tolist()))
+    for path in out_dir.glob("calibration*.json"):
+        path.unlink()
+    # the map's threshold too, when the probe is the confidence: a Router with probe=False still gets a guarantee
+    map_file = CAL_MAP_FILE if probe_cal is not None else CAL_FILE
+    map_cal = _calibrate(local, conf[cal_mask], y[cal_mask], signal.confidence_id, epsilon, delta, families,
+                         out_dir / map_file)
+    cal = map_cal if probe_cal is None else _calibrate(local, *probe_cal, epsilon, delta, families, out_dir / CAL_FILE)
+    if isinstance(cal, str):
+        report["refused"]["threshold"] = cal
+        return report
+    report["threshold"] = {"confidence": "probe" if probe_cal is not None else "map",
+                           "threshold": cal.threshold, "epsilon": epsilon, "delta": delta, "n": cal.n,
                            "risk_upper_bound": cal.risk_upper_bound, "expected_cloud_rate": cal.expected_cloud_rate}
+    if probe_cal is not None:
+        report["threshold"]["map_threshold"] = map_cal if isinstance(map_cal, str) else map_cal.threshold
     return report
+
+
+def _calibrate(local: Any, conf: np.ndarray, y: np.ndarray, confidence_id: str, epsilon: float, delta: float,
+               families: int, path: Path) -> Any:
+    """The calibration of ``conf`` saved to ``path`` (a ``Calibration``), or why it cannot certify ``epsilon``."""
+    try:
+        cal = calibrate_guarantee(conf, y > 0.5, epsilon, delta)
+    except CalibrationError as exc:
+        return str(exc)
+    cal = replace(cal, model=local.fingerprint, confidence_id=confidence_id, engine=local.golden(),
+                  source=f"edgeroute fit on {time.strftime('%Y-%m-%d')}",
+                  covers=f"{len(y)} answers of the fit set's calibration split ({families} families); traffic "
+                         "like that mixture only")
+    _write(path, cal.to_dict())
+    return cal
 
 
 def _hash_split(item_id: str) -> str:
@@ -338,10 +341,34 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{m['loso_sources']} sources ({report['labels']['train']} train labels); held-out AUROC "
                      f"{f(m['heldout_auroc'])} {m['heldout_auroc_interval']} ({m['heldout_labels']} labels); test "
                      f"{f(m['test_auroc'])} ({m['test_labels']} labels)")
+    lines += _probe_lines(report.get("probes") or {}, f)
     if t:
-        lines.append(f"threshold {t['threshold']:.2f}: wrong local answers <= {t['epsilon']:g} of queries with "
+        lines.append(f"threshold {t['threshold']:.2f} on the {t.get('confidence', 'map')}'s confidence: wrong local answers <= {t['epsilon']:g} of queries with "
                      f"probability >= {1 - t['delta']:g} (n={t['n']} calibration labels)")
     for what, why in report["refused"].items():
         lines.append(f"not fitted: {what}: {why}")
-    lines.append(f"saved in {report['saved_in']}; Router(model=...) loads it. {report['probes']}")
+    lines.append(f"saved in {report['saved_in']}; Router(model=...) loads it.")
     return "\n".join(lines)
+
+
+def _probe_lines(probes: dict[str, Any], f: Callable[[Optional[float]], str]) -> list[str]:
+    """The probes' part of ``markdown``: why none was fitted, or each probe's figures and whether it shipped."""
+    where = f"{probes.get('architecture')}, block {probes.get('block')} ({probes.get('node')})"
+    if "why" in probes:
+        return [f"probes: not fitted ({where}): {probes['why']}"]
+    out = []
+    for kind, name in (("post", "post-generation probe"), ("pre", "pre-generation probe")):
+        p = probes.get(kind)
+        if not p:
+            continue
+        lofo = p["lofo_auroc"]
+        line = (f"{name} ({where}; {p['spec']}): LOFO AUROC {f(lofo['mean'])} {lofo['interval']} over "
+                f"{lofo['groups']} families ({probes['labels']['train']} train labels)")
+        if kind == "post":
+            line += (f"; LOSO {f(p['loso_auroc']['mean'])} {p['loso_auroc']['interval']}; held-out AUROC "
+                     f"{f(p['heldout_auroc']['auroc'])} {p['heldout_auroc']['interval']} "
+                     f"({p['heldout_auroc']['labels']} labels)")
+        elif p.get("shipped"):
+            line += f"; skip threshold {p['skip_threshold']:.3f}: {p['skip_bound']}"
+        out.append(line + ("; shipped" if p.get("shipped") else f"; not shipped: {p.get('why')}"))
+    return out

@@ -142,3 +142,31 @@ def cpt(curve: Curve, correct: ArrayLike, x: float, cloud_accuracy: float = 1.0)
             f0, f1, a0, a1 = frac[i - 1], frac[i], acc[i - 1], acc[i]
             return float(f0 + (target - a0) / (a1 - a0) * (f1 - f0)) if a1 != a0 else float(f1)
     return None
+
+
+#: Bootstrap resamples behind ``mean_interval`` and ``auroc_interval``.
+BOOTSTRAP = 1000
+
+
+def mean_interval(values: list[float], seed: int = 0) -> Optional[list[float]]:
+    """A 95 % bootstrap interval of the mean of ``values`` (e.g. per-family AUROCs), or None for fewer than two."""
+    if len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values)
+    means = [float(rng.choice(v, len(v)).mean()) for _ in range(BOOTSTRAP)]
+    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+
+
+def auroc_interval(scores: np.ndarray, y: np.ndarray, seed: int = 0) -> Optional[list[float]]:
+    """A 95 % bootstrap interval (over items) of the AUROC, or None when most resamples have one class only."""
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(BOOTSTRAP):
+        idx = rng.integers(0, len(y), len(y))
+        a = auroc(scores[idx], y[idx])
+        if a is not None:
+            vals.append(a)
+    if len(vals) < BOOTSTRAP // 2:
+        return None
+    return [round(float(np.percentile(vals, 2.5)), 4), round(float(np.percentile(vals, 97.5)), 4)]

@@ -90,6 +90,11 @@ class LocalModel(abc.ABC):
     #: The primary block the hidden states come from (0-based), and every block captured.
     hidden_layer: Optional[int] = None
     hidden_layers: tuple[int, ...] = ()
+    #: Why hidden states could not be read (e.g. the graph has no block-output node of that name), None while they
+    #: can; set the first time a capture fails.
+    capture_failure: Optional[str] = None
+    #: The GGUF's ``general.architecture`` (e.g. "llama", "gemma3"); "" when the engine has none.
+    architecture: str = ""
     #: The loaded Self-REF adapter (``local.selfref.SelfRefAdapter``), or None.
     selfref: Optional[Any] = None
     #: The inference engine and its version (e.g. "llama-cpp-python 0.3.36"); "" for engines that have none

@@ -22,6 +22,10 @@ from typing import Any, Optional
 import numpy as np
 
 _GGML_TYPE_F32 = 0  # enum ggml_type; the first field of struct ggml_tensor
+#: The name llama.cpp gives a block's output in the compute graph (``cb(cur, "l_out", il)``): every architecture
+#: llama-cpp-python 0.3.36 builds names its blocks this way (llama, qwen, gemma, phi, ...). A graph without these
+#: names is reported by ``LayerCapture.error`` / ``LlamaCppModel.capture_failure``, and the probes are skipped.
+BLOCK_OUTPUT = "l_out-{layer}"
 _lib_lock = threading.Lock()
 _lib: Any = None
 
@@ -94,7 +98,7 @@ class LayerCapture:
     def target(self, layers: Sequence[int], n_embd: int) -> None:
         """Capture the outputs of blocks ``layers`` (0-based), ``n_embd`` values per token."""
         self.layers, self.n_embd = tuple(layers), n_embd
-        self._names = [f"l_out-{layer}".encode() for layer in self.layers]
+        self._names = [BLOCK_OUTPUT.format(layer=layer).encode() for layer in self.layers]
         self._by_name = {name: k for k, name in enumerate(self._names)}
         self._at = {1: None, 2: None}
         self._row = np.empty(n_embd, dtype=np.float32)
@@ -130,6 +134,10 @@ class LayerCapture:
         if self._shape == 1:
             self._at[1] = None
         return True
+
+    def missing(self) -> list[str]:
+        """The node names of the blocks that produced no row in the evaluation since ``begin``."""
+        return [name.decode() for name, c, b in zip(self._names, self.count, self._at_begin) if c <= b]
 
     def mean(self, k: int) -> Optional[np.ndarray]:
         """Mean of block ``k``'s rows captured since ``arm`` (float32), or None."""

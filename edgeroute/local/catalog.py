@@ -109,10 +109,18 @@ def _fit_figures(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     m, t = report.get("map") or {}, report.get("threshold") or {}
+    probes = report.get("probes") or {}
+    post = probes.get("post") or {}
     figures = {"answers": report.get("answers"), "accuracy": report.get("accuracy"),
                "lofo_auroc": m.get("lofo_auroc_mean"), "heldout_auroc": m.get("heldout_auroc"),
                "threshold": t.get("threshold")}
-    return {k: v for k, v in figures.items() if isinstance(v, (int, float))}
+    if post.get("shipped"):
+        figures.update(probe_lofo_auroc=(post.get("lofo_auroc") or {}).get("mean"),
+                       probe_heldout_auroc=(post.get("heldout_auroc") or {}).get("auroc"))
+    out: dict[str, Any] = {k: v for k, v in figures.items() if isinstance(v, (int, float))}
+    if probes.get("why"):
+        out["probes_not_fitted"] = probes["why"]
+    return out
 
 
 def describe(path: Path, where: str) -> dict[str, Any]:
@@ -145,13 +153,17 @@ def list_models(explicit: Sequence[str] = ()) -> list[dict[str, Any]]:
     return [describe(path, where) for path, where in candidates(explicit)]
 
 
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, (int, float)) else str(v)
+
+
 def markdown(models: list[dict[str, Any]], home: Optional[str] = None) -> str:
     lines = []
     for m in models:
         if "error" in m:
             lines.append(f"- {m['path']} ({m['found_in']}): {m['error']}")
             continue
-        arts = ", ".join(f"{a['name']} ({a['kind']}" + "".join(f", {k} {v:.3g}" for k, v in a["figures"].items())
+        arts = ", ".join(f"{a['name']} ({a['kind']}" + "".join(f", {k} {_fmt(v)}" for k, v in a["figures"].items())
                          + ")" for a in m["artifacts"]) or "none: the Router uses training-free signals and the "\
             "default threshold (fit them with edgeroute calibrate)"
         lines.append(f"- **{m['name']}** {m['path']} ({m['found_in']})\n  {m['size_bytes'] / 1e6:.1f} MB · sha256 "

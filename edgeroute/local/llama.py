@@ -92,7 +92,6 @@ class LlamaCppModel(LocalModel):
         self.threads = ThreadPolicy(n_threads)
         self._n_set = self.threads.current
         self._capture = LayerCapture() if hidden_states else None
-        self._capture_warned = False
         try:
             with _native_params(extra_buffers, self._capture.callback if self._capture else None):
                 self._llama = llama_cpp.Llama(
@@ -118,6 +117,7 @@ class LlamaCppModel(LocalModel):
         self.n_vocab = self._llama.n_vocab()
         self.n_embd = self._llama.n_embd()
         self.n_layer = int(llama_cpp.llama_model_n_layer(self._llama._model.model))
+        self.architecture = str(self._llama.metadata.get("general.architecture", "unknown"))
         layer = default_layer(self.n_layer) if hidden_layer is None else hidden_layer
         if hidden_layers == "candidates":
             layers = candidate_layers(self.n_layer)
@@ -233,9 +233,7 @@ class LlamaCppModel(LocalModel):
             capture.begin(len(tokens))
             llama.eval(tokens)
             if capture.missed() and capture.error is None:
-                missing = [f"l_out-{layer}" for layer, c, b in zip(capture.layers, capture.count, capture._at_begin)
-                           if c <= b]
-                capture.error = f"llama.cpp computed no {', '.join(missing)} node"
+                capture.error = f"llama.cpp's {self.architecture} graph computed no {', '.join(capture.missing())} node"
 
     def _eval_captured(self, tokens: list[int]) -> dict[int, np.ndarray]:
         """Evaluate ``tokens`` and return the captured hidden state of the last one per block (empty without
@@ -256,8 +254,8 @@ class LlamaCppModel(LocalModel):
         capture = self._capture
         if capture is None or capture.error is None:
             return {layer: row for layer, row in rows.items() if row is not None}
-        if not self._capture_warned:
-            self._capture_warned = True
+        if self.capture_failure is None:
+            self.capture_failure = capture.error
             warnings.warn(f"edgeroute: no hidden states from {self.name}: {capture.error}; the probes are skipped",
                           RuntimeWarning, stacklevel=4)
         return {}

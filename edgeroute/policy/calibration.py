@@ -263,8 +263,8 @@ def load_calibration(model_fingerprint: str, confidence_id: str = "") -> Optiona
             cal = _read(path, model_fingerprint, confidence_id, quiet_mismatch=path == mine)
             if cal is not None:
                 return cal
-    fitted = paths.fitted_dir(model_fingerprint) / "calibration.json"  # saved by edgeroute fit
-    if fitted.is_file():
+    # saved by edgeroute fit: calibration.json for the Router's confidence, calibration-map.json for the map's
+    for fitted in sorted(paths.fitted_dir(model_fingerprint).glob("calibration*.json"), key=lambda p: p.name != "calibration.json"):
         cal = _read(fitted, model_fingerprint, confidence_id, quiet_mismatch=True)
         if cal is not None and (not confidence_id or cal.confidence_id == confidence_id):
             return cal

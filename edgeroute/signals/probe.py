@@ -1,7 +1,8 @@
 """Hidden-state probes, exported to ONNX and run with onnxruntime.
 
 Two probes ship for the default model (``models/probe.onnx``, ``models/pregen.onnx``), trained by
-``tools/train_probe.py`` and selected by how well they transfer to task sources they were not trained on
+``tools/train_probe.py``; ``edgeroute fit`` saves the same two files for another GGUF in its fitted directory, and
+those are loaded first. Both are selected by how well they transfer to task sources they were not trained on
 (``edgeroute.bench.transfer``):
 
 - the **post-generation probe** reads a row of named inputs: hidden states of some blocks (``answer_mean@19`` is
@@ -33,6 +34,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .. import paths
 from ..local.base import Generation
 from ..messages import Message
 from .base import Features, Signal
@@ -189,6 +191,16 @@ def shipped(name: str) -> Optional[Path]:
     return Path(str(ref)) if ref.is_file() else None
 
 
+def default_file(name: str, model_sha256: str) -> tuple[Optional[Path], bool]:
+    """(the probe file to load, whether it was fitted for this model): the one ``edgeroute fit`` saved in
+    ``paths.fitted_dir(model_sha256)`` when there is one, else the shipped one (which fits only the default model)."""
+    if model_sha256:
+        fitted = paths.fitted_dir(model_sha256) / name
+        if fitted.is_file():
+            return fitted, True
+    return shipped(name), False
+
+
 class ProbeSignal(Signal):
     """``probe_confidence``, ``probe_novelty`` and ``combined_confidence`` from the post-generation ONNX probe.
 
@@ -217,10 +229,12 @@ class ProbeSignal(Signal):
     def __init__(self, path: Optional[Union[str, Path]] = None, *, model_sha256: str = "",
                  n_embd: Optional[int] = None, hidden_layers: Optional[Sequence[int]] = None,
                  hidden_layer: Optional[int] = None) -> None:
-        target = Path(path) if path is not None else shipped(PROBE_FILE)
+        target, fitted = (Path(path), False) if path is not None else default_file(PROBE_FILE, model_sha256)
         self._onnx = _Onnx(target, "post", model_sha256, n_embd, hidden_layers) if target is not None else None
         self.error = "no probe file" if self._onnx is None else self._onnx.error
-        if self.error and path is not None:
+        #: True when the file is the one ``edgeroute fit`` saved for this model.
+        self.fitted = fitted
+        if self.error and (path is not None or fitted):
             _warn_once(self.error)
         self.meta = self._onnx.meta if self._onnx else {}
         self.layout: Layout = self._onnx.layout if self._onnx and not self.error else []
@@ -270,7 +284,7 @@ class PregenProbe:
     def __init__(self, path: Optional[Union[str, Path]] = None, *, model_sha256: str = "",
                  n_embd: Optional[int] = None, hidden_layers: Optional[Sequence[int]] = None,
                  hidden_layer: Optional[int] = None, threshold: Optional[float] = None) -> None:
-        target = Path(path) if path is not None else shipped(PREGEN_FILE)
+        target, fitted = (Path(path), False) if path is not None else default_file(PREGEN_FILE, model_sha256)
         self._onnx = _Onnx(target, "pre", model_sha256, n_embd, hidden_layers) if target is not None else None
         self.error = "no pre-generation probe file" if self._onnx is None else self._onnx.error
         self.layout: Layout = self._onnx.layout if self._onnx and not self.error else []
@@ -280,7 +294,8 @@ class PregenProbe:
             self.error = (f"{target} reads {vectors}; the engine's prompt state is prompt@{hidden_layer} "
                           "(a pre-generation probe reads that one block)")
         self._vector = vectors[0] if vectors else ""
-        if self.error and path is not None:
+        self.fitted = fitted
+        if self.error and (path is not None or fitted):
             _warn_once(self.error)
         meta = self._onnx.meta if self._onnx else {}
         self.threshold = float(threshold if threshold is not None else meta.get("skip_threshold", 0.0))
