@@ -55,6 +55,10 @@ DEFAULT_PRESET = "balanced"
 DEFAULT_CLOUD_QUALITY_PRIOR = 0.9
 #: Price of the cloud, US$ per 1,000 tokens (prompt + completion); gpt-4o-mini's output price.
 DEFAULT_CLOUD_PRICE_PER_1K_USD = 0.0006
+#: The rows of the cloud energy table (``energy.cloud``) and the energy the online policy's reward counts.
+CLOUD_ENERGY_CLASSES = ("frontier", "medium", "small")
+ENERGY_SCOPES = ("both", "device")
+DEFAULT_ENERGY_SCOPE = "both"
 #: LinUCB's exploration weight and ridge (GreenServ's defaults), and its discount per update (memory ~500 updates).
 LINUCB_ALPHA = 0.1
 LINUCB_RIDGE = 0.05

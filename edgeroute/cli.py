@@ -340,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("--lambda-energy", type=float, help="override the preset's energy weight (per 5 J)")
     pol.add_argument("--lambda-latency", type=float, help="override the preset's latency weight (per second)")
     pol.add_argument("--lambda-cost", type=float, help="override the preset's cost weight (per US$ 0.0001)")
+    pol.add_argument("--cloud-energy-class", choices=("frontier", "medium", "small"),
+                     help="the cloud's row of the energy table (default: guessed from --cloud-model)")
     pol.add_argument("--guardrail", type=float, help="LinUCB's guardrail threshold (default: the calibration's)")
     pol.add_argument("--warmup", type=int, default=500, help="queries before LinUCB is compared (default 500)")
     pol.add_argument("--feedback-rate", type=float, default=1.0, help="share of answers that get feedback")

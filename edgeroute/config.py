@@ -52,6 +52,10 @@ class RouterConfig:
     override them; ``cloud_price_per_1k_usd`` (US$ per 1,000 cloud tokens) prices cloud answers;
     ``cloud_quality_prior`` is the quality credited to a cloud answer without feedback (a negative value: none, wait
     for feedback); ``allow_below_threshold`` lets it accept local answers below the calibrated threshold.
+    ``energy_scope`` is the energy its reward counts: ``both`` (default: this device plus the cloud's datacenter
+    estimate, ``energy.cloud``) or ``device`` (this device only). ``cloud_energy_class`` (``frontier``, ``medium``,
+    ``small``; None: guessed from ``cloud_model``) picks the estimate's row (``energy.cloud``);
+    ``cloud_energy_j_per_output_token`` / ``cloud_energy_j_per_input_token`` replace its rates.
 
     ``audit_rate`` (default 0: off) sends that share of accepted local answers to the cloud too, in the background,
     to measure the error rate among accepted answers on this device's traffic (``edgeroute.risk``), within
@@ -99,6 +103,10 @@ class RouterConfig:
     energy_meters: Optional[tuple[str, ...]] = None
     energy_idle_w: Optional[float] = None
     watts_per_core: Optional[float] = None
+    cloud_energy_class: Optional[str] = None
+    cloud_energy_j_per_output_token: Optional[float] = None
+    cloud_energy_j_per_input_token: Optional[float] = None
+    energy_scope: str = C.DEFAULT_ENERGY_SCOPE
     routing: str = "threshold"
     preset: str = C.DEFAULT_PRESET
     lambda_energy: Optional[float] = None
@@ -165,6 +173,13 @@ class RouterConfig:
                 self.cloud_price_per_1k_usd >= 0,
                 f"cloud_price_per_1k_usd must be >= 0 US$, got {self.cloud_price_per_1k_usd}",
             ),
+            (self.cloud_energy_class in (None, *C.CLOUD_ENERGY_CLASSES),
+             f"cloud_energy_class must be one of {', '.join(C.CLOUD_ENERGY_CLASSES)}, got {self.cloud_energy_class!r}"),
+            (all(v is None or v >= 0 for v in (self.cloud_energy_j_per_output_token,
+                                                 self.cloud_energy_j_per_input_token)),
+             "cloud_energy_j_per_output_token and cloud_energy_j_per_input_token must be >= 0 J"),
+            (self.energy_scope in C.ENERGY_SCOPES,
+             f"energy_scope must be one of {', '.join(C.ENERGY_SCOPES)}, got {self.energy_scope!r}"),
             (self.cloud_quality_prior <= 1.0, f"cloud_quality_prior must be <= 1, got {self.cloud_quality_prior}"),
             (0.0 <= self.audit_rate <= 1.0, f"audit_rate must be in [0, 1], got {self.audit_rate}"),
             (self.audit_budget_per_day is None or self.audit_budget_per_day >= 0,
@@ -244,6 +259,10 @@ class RouterOptions(typing.TypedDict, total=False):
     energy_meters: Optional[tuple[str, ...]]
     energy_idle_w: Optional[float]
     watts_per_core: Optional[float]
+    cloud_energy_class: Optional[str]
+    cloud_energy_j_per_output_token: Optional[float]
+    cloud_energy_j_per_input_token: Optional[float]
+    energy_scope: str
     routing: str
     preset: str
     lambda_energy: Optional[float]

@@ -102,3 +102,34 @@ def test_bench_policy_cli_replays_real_cached_answers(tmp_path):
     assert text.returncode == 0 and "| linucb |" in text.stdout and "decision" in text.stdout
     bad = run_cli("bench", "policy", "--data", str(data), "--queries", "300", "--quiet", timeout=300)
     assert bad.returncode == 2 and "warmup" in bad.stderr
+
+
+def test_two_sided_energy_charges_the_cloud_its_estimate_and_the_device_scope_does_not():
+    from dataclasses import replace as dc_replace
+
+    from edgeroute.bench.replay import outcome, scope_effect
+
+    q = dc_replace(world(1)[0], cloud_j=300.0, cloud_s=2.5)
+    both, device = CloudCosts(None, 0.05, 0.0006), CloudCosts(None, 0.05, 0.0006, scope="device")
+    assert outcome(q, "cloud", both).joules == pytest.approx(300.05)
+    assert outcome(q, "cloud", device).joules == pytest.approx(0.05)
+    assert outcome(q, "escalate", both).joules == pytest.approx(4.0 + 300.05)
+    assert outcome(q, "cloud", both).seconds == 2.5  # the query's recorded latency when the costs name none
+    assert outcome(q, "local", both).joules == 4.0
+    stream = make_stream([dc_replace(x, cloud_j=400.0, cloud_s=1.2) for x in world(200)], 600, seed=0)
+    effect = scope_effect(stream, RewardWeights.preset("balanced"), both, guardrail=0.3, seed=0)
+    assert set(effect) == {"both", "device"}
+    for scope in ("both", "device"):  # the parts add up: both sides = the device + 400 J per cloud call
+        r = effect[scope]["best_fixed_policy"]
+        assert r["both_sides_j_per_query"] == pytest.approx(r["device_j_per_query"] + 400.0 * r["cloud_share"])
+    # the cloud's energy made visible moves the hindsight-best policy away from the cloud
+    assert effect["both"]["best_fixed_policy"]["cloud_share"] < effect["device"]["best_fixed_policy"]["cloud_share"]
+
+
+def test_a_replay_is_deterministic_per_seed():
+    from edgeroute.bench.replay import run_linucb
+
+    stream = make_stream(world(150), 400, seed=3)
+    a, _ = run_linucb(stream, lambda i: (WEIGHTS, COSTS), guardrail=0.3, seed=7)
+    b, _ = run_linucb(stream, lambda i: (WEIGHTS, COSTS), guardrail=0.3, seed=7)
+    assert a.rewards == b.rewards and a.cloud_calls == b.cloud_calls

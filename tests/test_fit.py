@@ -138,6 +138,7 @@ def test_an_interrupted_fit_resumes_from_its_cache_and_too_few_labels_are_refuse
                      engine=real_model)
     assert report["answers"] == 12 and report["generated_now"] <= 12 - 4 and report["resumed"]
     assert "map" in report["refused"] and "needs 25 of each" in report["refused"]["map"]
+    assert "a probe needs 50 of each" in report["probes"]["why"]  # no degenerate probe either
     assert not (paths.fitted_dir(real_model.fingerprint) / "perplexity.json").exists()
 
 

@@ -259,9 +259,16 @@ def policy_queries(
     cloud: CloudAssumptions = CloudAssumptions(),
     cloud_url: Optional[str] = None,
     cloud_model: Optional[str] = None,
+    cloud_energy_class: Optional[str] = None,
     progress: Optional[TextIO] = sys.stderr,
 ) -> tuple[list["Query"], dict[str, Any]]:
-    """The harness's cached results (generated where missing) as replayable queries, and what they rest on."""
+    """The harness's cached results (generated where missing) as replayable queries, and what they rest on. With
+    ``cloud_url`` every question is asked of that real endpoint once (cached): the cloud's quality is graded, its
+    latency and tokens are recorded per query; otherwise ``cloud`` is an assumption, labelled so. The cloud's
+    energy per query is the ``energy.cloud`` estimate from its tokens (``cloud_energy_class``, else guessed from
+    the model's name)."""
+    from .._constants import DEFAULT_CLOUD_MODEL
+    from ..energy.cloud import cloud_rate
     from .replay import CloudCosts, Query
 
     items = load_items(data, split)
@@ -277,7 +284,8 @@ def policy_queries(
         if owned:
             local_model.close()
     cloud_quality: list[float] = [cloud.accuracy] * len(items)
-    cloud_tokens = [r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in records]
+    sizes = [(r.get("prompt_tokens", 0), r.get("completion_tokens", 0)) for r in records]  # the local answer's
+    cloud_s: list[Optional[float]] = [None] * len(items)
     latency_ms = cloud.latency_ms
     if cloud_url:
         from ..cloud.openai_compat import OpenAICompatBackend
@@ -289,17 +297,20 @@ def policy_queries(
         finally:
             backend.close()
         cloud_quality = [float(not c.get("error") and grade(c["text"], it)) for it, c in zip(items, cloud_records)]
-        cloud_tokens = [c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in cloud_records]
+        sizes = [(c.get("prompt_tokens", 0), c.get("completion_tokens", 0)) for c in cloud_records]
+        cloud_s = [c["latency_ms"] / 1000.0 for c in cloud_records]
         latency_ms = sum(c["latency_ms"] for c in cloud_records) / max(len(cloud_records), 1)
+    rate = cloud_rate(cloud_model or DEFAULT_CLOUD_MODEL, cloud_energy_class)
+    cloud_j = [float(rate.estimate(n_in, n_out).joules or 0.0) for n_in, n_out in sizes]
     queries = []
-    for item, r, cq, tokens in zip(items, records, cloud_quality, cloud_tokens):
+    for item, r, cq, (n_in, n_out), cj, cs in zip(items, records, cloud_quality, sizes, cloud_j, cloud_s):
         messages = [{"role": "user", "content": item["question"]}]
         sig = dict(r["signals"])
         hidden = decode_vector(r.get("prompt_hidden"))
         if pregen.available and hidden is not None:
             sig["pregen_confidence"] = pregen.score(hidden, messages)
         queries.append(Query(messages, sig, r["confidence"], float(grade(r["text"], item)), cq,
-                             float(r["joules"] or 0.0), r["latency_ms"] / 1000.0, int(tokens)))
+                             float(r["joules"] or 0.0), r["latency_ms"] / 1000.0, int(n_in + n_out), cj, cs))
     source = confidence_signal(signals)
     cal = load_calibration(fingerprint, source.confidence_id if source else "")
     basis = {
@@ -309,12 +320,26 @@ def policy_queries(
         "cache": info["cache"],
         "cloud_source": f"measured: {cloud_model or 'default model'} at {cloud_url}" if cloud_url else "assumed",
         "cloud": {"accuracy": sum(cloud_quality) / max(len(cloud_quality), 1), "latency_ms": latency_ms,
+                  "latency_ms_percentiles": _percentiles([x * 1000.0 for x in cloud_s if x is not None]),
                   "wait_joules": cloud.wait_joules, "price_per_1k_tokens_usd": cloud.price_per_1k_tokens_usd},
+        "cloud_energy": {"method": "estimated", "class": rate.name, "source": rate.source,
+                         "j_per_query_mean": sum(cloud_j) / max(len(cloud_j), 1),
+                         "tokens": "the cloud's own usage" if cloud_url else "the local answer's (assumed)"},
         "calibrated_threshold": cal.threshold if cal else None,
         "pregen_threshold": pregen.threshold if pregen.available else None,
-        "_costs": CloudCosts(latency_ms / 1000.0, cloud.wait_joules, cloud.price_per_1k_tokens_usd),
+        "_costs": CloudCosts(None if cloud_url else latency_ms / 1000.0, cloud.wait_joules,
+                             cloud.price_per_1k_tokens_usd),
     }
     return queries, basis
+
+
+def _percentiles(values: list[float]) -> Optional[dict[str, float]]:
+    """p10/p50/p90/p99 of recorded values (None when nothing was recorded)."""
+    if not values:
+        return None
+    import numpy as np
+
+    return {f"p{q}": float(np.percentile(values, q)) for q in (10, 50, 90, 99)}
 
 
 def run_policy_bench(
@@ -337,7 +362,7 @@ def run_policy_bench(
 
     from .._constants import DEFAULT_PRESET, DEFAULT_THRESHOLD
     from ..policy.reward import RewardWeights
-    from .replay import adaptation, compare, describe, make_stream
+    from .replay import adaptation, compare, describe, make_stream, scope_effect
 
     weights = weights or RewardWeights.preset(DEFAULT_PRESET)
     costs = basis["_costs"]
@@ -359,8 +384,10 @@ def run_policy_bench(
         f"lambdas_to_{shift_preset}": adaptation(stream, (weights, costs), (RewardWeights.preset(shift_preset), costs),
                                                  guardrail=guard, seed=seed, pregen_threshold=pre_t),
     }
+    scopes = scope_effect(stream, weights, costs, guardrail=guard, seed=seed, pregen_threshold=pre_t)
     report = {
         "basis": {k: v for k, v in basis.items() if not k.startswith("_")},
+        "energy_scope": scopes,
         "queries": len(stream),
         "seed": seed,
         "guardrail_threshold": guard,

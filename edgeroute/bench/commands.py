@@ -77,7 +77,8 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     from .report import public
     from ..policy.reward import RewardWeights
 
-    queries, basis = policy_queries(split=args.split or "all", **_bench_inputs(args))
+    queries, basis = policy_queries(split=args.split or "all", cloud_energy_class=args.cloud_energy_class,
+                                    **_bench_inputs(args))
     weights = RewardWeights.preset(args.preset, energy=args.lambda_energy, latency=args.lambda_latency,
                                    cost=args.lambda_cost)
     report = run_policy_bench(queries, basis, length=args.queries, weights=weights, guardrail=args.guardrail,
@@ -100,6 +101,13 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     print(f"LinUCB after {a['warmup']} queries: {a['linucb_mean_reward']:.4f} vs best fixed policy "
           f"{a['best_fixed_policy']['mean_reward']:.4f} (gap {a['best_fixed_policy']['linucb_gap']:+.1%}); "
           f"a decision takes {d['mean']:.3f} ms mean, {d['p99']:.3f} ms p99 ({d['per_query_mean']:.3f} ms per query)")
+    e = basis["cloud_energy"]
+    print(f"cloud energy ({e['method']}, {e['source']}): {e['j_per_query_mean']:.1f} J per cloud answer on average")
+    for scope, row in report["energy_scope"].items():
+        print(f"energy scope {scope}: " + "; ".join(
+            f"{name} cloud share {r['cloud_share']:.1%}, {r['device_j_per_query']:.2f} J/query on the device, "
+            f"{r['both_sides_j_per_query']:.2f} J/query both sides, accuracy {r['accuracy']:.3f}"
+            for name, r in row.items()))
     for name, shift in report["adaptation"].items():
         m = shift["mean_reward_after_change"]
         print(f"{name} at query {shift['change_at']}: after it LinUCB {m['linucb']:.4f}, the old best fixed "

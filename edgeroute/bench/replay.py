@@ -17,12 +17,13 @@ import random as _random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from .. import _constants as C
 from ..policy.context import DeviceState, Situation
 from ..policy.online import LinUCBPolicy
 from ..policy.reward import Outcome, RewardWeights, reward
@@ -48,15 +49,22 @@ class Query:
     local_j: float
     local_s: float
     cloud_tokens: int
+    #: The cloud's side of its answer, J (``energy.cloud``'s estimate from tokens), and its recorded latency, s
+    #: (None: the ``CloudCosts`` latency).
+    cloud_j: float = 0.0
+    cloud_s: Optional[float] = None
 
 
 @dataclass(frozen=True)
 class CloudCosts:
-    """The cloud side of every replayed call: seconds, device joules while waiting, US$ per 1,000 tokens."""
+    """The cloud side of every replayed call: seconds (None: each query's recorded latency), device joules while
+    waiting, US$ per 1,000 tokens, and the energy the reward counts (``both``: the cloud's estimate too;
+    ``device``)."""
 
-    latency_s: float
+    latency_s: Optional[float]
     wait_j: float
     price_per_1k_usd: float
+    scope: str = "both"
 
 
 def outcome(q: Query, route: str, cloud: CloudCosts, *, prefill_only: bool = False) -> Outcome:
@@ -65,11 +73,12 @@ def outcome(q: Query, route: str, cloud: CloudCosts, *, prefill_only: bool = Fal
     dollars = cloud.price_per_1k_usd * q.cloud_tokens / 1000.0
     if route == "local":
         return Outcome("local", q.local_j, q.local_s, 0.0, q.local_quality)
+    latency = cloud.latency_s if cloud.latency_s is not None else (q.cloud_s or 0.0)
+    cloud_j = cloud.wait_j + (q.cloud_j if cloud.scope == "both" else 0.0)
     if route == "escalate":
-        return Outcome("cloud", q.local_j + cloud.wait_j, q.local_s + cloud.latency_s, dollars, q.cloud_quality)
+        return Outcome("cloud", q.local_j + cloud_j, q.local_s + latency, dollars, q.cloud_quality)
     share = PREFILL_SHARE if prefill_only else 0.0
-    return Outcome("cloud", share * q.local_j + cloud.wait_j, share * q.local_s + cloud.latency_s, dollars,
-                   q.cloud_quality)
+    return Outcome("cloud", share * q.local_j + cloud_j, share * q.local_s + latency, dollars, q.cloud_quality)
 
 
 @dataclass
@@ -169,6 +178,7 @@ def run_linucb(stream: Sequence[Query], schedule: Schedule, *, guardrail: float,
     rng = _random.Random(seed)
     run = Run([], [], [], [], [])
     update_ms: list[float] = []
+    seen_latency: Optional[float] = None  # recorded latencies: the policy sees those of earlier cloud calls only
     with tempfile.TemporaryDirectory(dir=state_dir) as tmp:
         store = TraceStore(Path(tmp) / "policy.sqlite3")
         weights0, cloud0 = schedule(0)
@@ -179,7 +189,7 @@ def run_linucb(stream: Sequence[Query], schedule: Schedule, *, guardrail: float,
                 weights, cloud = schedule(i)
                 policy.weights = weights
                 aid = f"q{i}"
-                device = DeviceState(None, True, cloud.latency_s)
+                device = DeviceState(None, True, cloud.latency_s if cloud.latency_s is not None else seen_latency)
                 probed: list[bool] = []
                 pregen = q.signals.get("pregen_confidence")
 
@@ -202,6 +212,9 @@ def run_linucb(stream: Sequence[Query], schedule: Schedule, *, guardrail: float,
                     run.decision_ms.append((time.perf_counter() - t) * 1000.0)
                     o = outcome(q, "escalate" if post.escalate else "local", cloud)
                 _record(run, o, weights)
+                if o.route == "cloud" and q.cloud_s is not None:  # what the Router's device watch keeps: an EWMA
+                    a = C.CLOUD_LATENCY_EWMA
+                    seen_latency = q.cloud_s if seen_latency is None else (1 - a) * seen_latency + a * q.cloud_s
                 t = time.perf_counter()
                 policy.settle(aid, Outcome(o.route, o.joules, o.seconds, o.dollars, None))
                 if rng.random() < feedback_rate:
@@ -289,6 +302,29 @@ def compare(stream: Sequence[Query], schedule: Schedule, *, guardrail: float, wa
         after[name] = {"choice": choice, "mean_reward": mean,
                        "linucb_gap": (mean - lin_late) / abs(mean) if mean else None}
     out["after_warmup"] = after
+    return out
+
+
+def scope_effect(stream: Sequence[Query], weights: RewardWeights, cloud: CloudCosts, *, guardrail: float,
+                 seed: int, pregen_threshold: Optional[float] = None) -> dict[str, Any]:
+    """What the reward's energy scope does: for ``both`` (the cloud's estimate counts) and ``device``, LinUCB's and
+    the hindsight best fixed policy's cloud share and joules per query, on this device and on both sides."""
+    out: dict[str, Any] = {}
+    for scope in ("both", "device"):
+        costs = replace(cloud, scope=scope)
+        lin, _ = run_linucb(stream, lambda i: (weights, costs), guardrail=guardrail, seed=seed,
+                            pregen_threshold=pregen_threshold)
+        choice, best = best_fixed(RouteTable(stream, lambda i: (weights, costs)), pregen=True)
+        row: dict[str, Any] = {}
+        for name, run in (("linucb", lin), ("best_fixed_policy", best)):
+            calls = np.asarray(run.cloud_calls, dtype=float)
+            cloud_j = calls * np.array([q.cloud_j for q in stream])
+            device_j = np.asarray(run.joules) - (cloud_j if scope == "both" else 0.0)
+            row[name] = {"cloud_share": float(calls.mean()), "accuracy": float(np.mean(run.quality)),
+                         "device_j_per_query": float(device_j.mean()),
+                         "both_sides_j_per_query": float((device_j + cloud_j).mean())}
+        row["best_fixed_policy"]["choice"] = choice
+        out[scope] = row
     return out
 
 

@@ -100,16 +100,20 @@ def combine(parts: list[EnergyReading]) -> EnergyReading:
 
 @dataclass(frozen=True)
 class QueryEnergy:
-    """Device-side energy of one query: the local generation (prefill + decode) and the wait for the cloud.
+    """Energy of one query on both sides of the wire.
 
-    The top-level fields (``joules``, ``method``, ``source``, ...) are the total; ``local`` and ``cloud_wait`` are
-    the parts, each with its own method. ``joules_per_token`` is the local part divided by the local answer's
+    The device's side: the local generation (prefill + decode, ``local``) and the wait for the cloud
+    (``cloud_wait``), each with its own method; the top-level fields (``joules``, ``method``, ``source``, ...) are
+    their total, this device's energy (``device``). The cloud's side: ``cloud``, the datacenter's energy for the
+    cloud's answer (``energy.cloud``: always ``estimated``, from tokens; None when no cloud answered).
+    ``joules_in("both")`` adds the two sides. ``joules_per_token`` is the local part divided by the local answer's
     tokens (None when no local token was produced or the energy is unknown).
     """
 
     local: EnergyReading
     cloud_wait: Optional[EnergyReading] = None
     local_tokens: int = 0
+    cloud: Optional[EnergyReading] = None
 
     @cached_property
     def total(self) -> EnergyReading:
@@ -125,6 +129,19 @@ class QueryEnergy:
     kind = property(lambda self: self.total.kind)
 
     @property
+    def device(self) -> EnergyReading:
+        """This device's energy: ``local`` and ``cloud_wait`` combined (the top-level figure)."""
+        return self.total
+
+    def joules_in(self, scope: str) -> Optional[float]:
+        """Joules within ``scope``: ``"device"`` (this device) or ``"both"`` (plus the cloud's estimate; the device
+        alone when no cloud answered). None when the device's energy is unknown."""
+        device = self.total.joules
+        if scope == "device" or device is None or self.cloud is None or self.cloud.joules is None:
+            return device
+        return device + self.cloud.joules
+
+    @property
     def joules_per_token(self) -> Optional[float]:
         if self.local.joules is None or self.local_tokens <= 0:
             return None
@@ -135,6 +152,11 @@ class QueryEnergy:
         d["joules_per_token"] = self.joules_per_token
         d["local"] = self.local.to_dict()
         d["cloud_wait"] = None if self.cloud_wait is None else self.cloud_wait.to_dict()
+        d["cloud"] = None if self.cloud is None else self.cloud.to_dict()
+        d["sides"] = {"device": {"joules": self.total.joules, "kind": self.total.kind},
+                      "cloud": None if self.cloud is None else {"joules": self.cloud.joules, "kind": self.cloud.kind,
+                                                                "source": self.cloud.source},
+                      "both_joules": self.joules_in("both")}
         return d
 
 

@@ -12,6 +12,8 @@ from ..answer import Route, StreamEvent
 from ..assembly import Parts
 from ..cloud.base import CloudAnswer
 from ..device import DeviceWatch
+from ..energy.base import EnergyReading
+from ..energy.cloud import cloud_rate
 from ..scrub import scrub
 from .work import Work, energy_begin, energy_end
 
@@ -84,7 +86,23 @@ def cloud_stream(
         device.cloud_answered(work.latency_ms["cloud"] / 1000.0)
         work.tokens["cloud_prompt"] = reply.prompt_tokens
         work.tokens["cloud_completion"] = reply.completion_tokens
+        work.energy_datacenter = datacenter_energy(parts, work, reply)
+    elif pieces:
+        work.energy_datacenter = EnergyReading.unmeasured("the cloud's stream broke before it reported its tokens")
     return reply, pieces, error
+
+
+def datacenter_energy(parts: Parts, work: Work, reply: CloudAnswer) -> EnergyReading:
+    """The cloud's side of the answer's energy: an estimate from its tokens (``energy.cloud``), labelled so. A
+    stream reports no usage: its input is counted as the prompt's characters / 4 (and the output as its pieces)."""
+    cfg = parts.config
+    rate = cloud_rate(reply.model or cfg.cloud_model, cfg.cloud_energy_class, cfg.cloud_energy_j_per_output_token,
+                      cfg.cloud_energy_j_per_input_token)
+    if reply.prompt_tokens:
+        return rate.estimate(reply.prompt_tokens, reply.completion_tokens)
+    chars = sum(len(str(m.get("content") or "")) for m in work.messages)
+    return rate.estimate(-(-chars // 4), reply.completion_tokens, input_counted="approximated as characters / 4 "
+                         "(the provider reported none)")
 
 
 def _completed(parts: Parts, work: Work, temperature: float) -> Generator[str, None, CloudAnswer]:

@@ -33,7 +33,8 @@ def settle(parts: Parts, verifier: Optional[Verifier], work: Work, answer: Answe
             quality = None
     cloud_tokens = work.tokens["cloud_prompt"] + work.tokens["cloud_completion"]
     dollars = parts.config.cloud_price_per_1k_usd * cloud_tokens / 1000.0 if answer.route == "cloud" else 0.0
-    outcome = Outcome(answer.route, answer.energy.joules or 0.0, work.latency_ms["total"] / 1000.0, dollars, quality)
+    joules = answer.energy.joules_in(parts.config.energy_scope) or 0.0  # "both": the cloud's estimate counts too
+    outcome = Outcome(answer.route, joules, work.latency_ms["total"] / 1000.0, dollars, quality)
     try:
         parts.policy.settle(work.id, outcome)
     except (StoreError, PolicyError) as exc:

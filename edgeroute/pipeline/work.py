@@ -37,7 +37,8 @@ class Work:
     error: Optional[str] = None
     energy_local: Optional[EnergyReading] = None
     energy_pregen: Optional[EnergyReading] = None
-    energy_cloud: Optional[EnergyReading] = None
+    energy_cloud: Optional[EnergyReading] = None  # this device, while it waits for the cloud
+    energy_datacenter: Optional[EnergyReading] = None  # the cloud's side (an estimate from tokens)
     cloud_ok: bool = False  # the cloud may be used for this query (not private, configured, not disabled)
     sampling: Sampling = GREEDY
     finish_reason: str = "stop"
@@ -81,6 +82,7 @@ def answer_of(work: Work, *, route: Route, text: str, reason: str, cloud_model: 
             local=combine(local) if local else EnergyReading.unmeasured(ENERGY_OFF),
             cloud_wait=work.energy_cloud,
             local_tokens=work.tokens["completion"],
+            cloud=work.energy_datacenter if route == "cloud" else None,
         ),
         reason=reason,
         flags=work.flags,
