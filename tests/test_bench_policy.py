@@ -133,3 +133,27 @@ def test_a_replay_is_deterministic_per_seed():
     a, _ = run_linucb(stream, lambda i: (WEIGHTS, COSTS), guardrail=0.3, seed=7)
     b, _ = run_linucb(stream, lambda i: (WEIGHTS, COSTS), guardrail=0.3, seed=7)
     assert a.rewards == b.rewards and a.cloud_calls == b.cloud_calls
+
+
+def test_an_outage_window_sends_nothing_to_the_cloud_and_a_cloud_that_gets_worse_loses_its_share():
+    from dataclasses import replace as dc_replace
+
+    from edgeroute.bench.replay import run_linucb
+
+    stream = make_stream(world(200), 1200, seed=0)
+    down = dc_replace(COSTS, available=False)
+
+    def outage(i):
+        return WEIGHTS, (down if 600 <= i < 900 else COSTS)
+
+    run, _ = run_linucb(stream, outage, guardrail=0.3, seed=0, pregen_threshold=0.2)
+    assert sum(run.cloud_calls[600:900]) == 0 and sum(run.cloud_calls[:600]) > 0 and sum(run.cloud_calls[900:]) > 0
+    table = RouteTable(stream, outage)
+    always_cloud = table.choose(np.full(len(stream), 2))
+    assert sum(always_cloud.cloud_calls[600:900]) == 0  # even "always cloud" answers locally while it is down
+    assert always_cloud.quality[600:900] == [q.local_quality for q in stream[600:900]]
+    shift = adaptation(stream, (WEIGHTS, COSTS), (WEIGHTS, dc_replace(COSTS, accuracy_scale=0.3)), guardrail=0.3,
+                       seed=0, pregen_threshold=0.2)
+    calls = shift["_series"]["linucb"]["cloud"]
+    assert np.mean(calls[900:]) < np.mean(calls[300:600])  # LinUCB moves away from a cloud that got worse
+    assert shift["mean_reward_after_change"]["linucb"] > shift["mean_reward_after_change"]["stale_fixed"]

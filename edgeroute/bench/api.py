@@ -354,10 +354,12 @@ def run_policy_bench(
     feedback_rate: float = 1.0,
     price_factor: float = 10.0,
     shift_preset: str = "battery-saver",
+    accuracy_factor: float = 0.5,
     out_dir: Optional[Path] = None,
 ) -> dict[str, Any]:
-    """Replay ``queries`` through LinUCB, the best fixed threshold, always-local, always-cloud and random; then two
-    mid-stream changes (the cloud's price times ``price_factor``; the lambdas switched to ``shift_preset``)."""
+    """Replay ``queries`` through LinUCB, the best fixed threshold, always-local, always-cloud and random; then four
+    mid-stream changes: the cloud's price times ``price_factor``; the lambdas switched to ``shift_preset``; a cloud
+    outage for a quarter of the stream; the cloud's accuracy times ``accuracy_factor``."""
     from dataclasses import replace
 
     from .._constants import DEFAULT_PRESET, DEFAULT_THRESHOLD
@@ -383,6 +385,11 @@ def run_policy_bench(
                                                      seed=seed, pregen_threshold=pre_t),
         f"lambdas_to_{shift_preset}": adaptation(stream, (weights, costs), (RewardWeights.preset(shift_preset), costs),
                                                  guardrail=guard, seed=seed, pregen_threshold=pre_t),
+        "cloud_outage": adaptation(stream, (weights, costs), (weights, replace(costs, available=False)),
+                                   guardrail=guard, seed=seed, pregen_threshold=pre_t, until=n // 2 + n // 4),
+        f"cloud_accuracy_x{accuracy_factor:g}": adaptation(
+            stream, (weights, costs), (weights, replace(costs, accuracy_scale=accuracy_factor)), guardrail=guard,
+            seed=seed, pregen_threshold=pre_t),
     }
     scopes = scope_effect(stream, weights, costs, guardrail=guard, seed=seed, pregen_threshold=pre_t)
     report = {
@@ -402,10 +409,10 @@ def run_policy_bench(
     if out_dir is not None:
         import json
 
-        from .plots import write_policy_plot
+        from .plots import write_policy_plot, write_policy_series_plot
         from .report import public
 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "policy.json").write_text(json.dumps(public(report), indent=2), encoding="utf-8")
-        report["plots"] = [str(write_policy_plot(report, out_dir))]
+        report["plots"] = [str(write_policy_plot(report, out_dir)), str(write_policy_series_plot(report, out_dir))]
     return report

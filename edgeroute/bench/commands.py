@@ -110,8 +110,11 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
             for name, r in row.items()))
     for name, shift in report["adaptation"].items():
         m = shift["mean_reward_after_change"]
+        ratio, gap = shift["linucb_vs_stale"], shift["linucb_gap_to_hindsight"]
         print(f"{name} at query {shift['change_at']}: after it LinUCB {m['linucb']:.4f}, the old best fixed "
-              f"{m['stale_fixed']:.4f}, the new best fixed (hindsight) {m['hindsight_fixed']:.4f}")
+              f"{m['stale_fixed']:.4f} (LinUCB x{ratio:.3f} of it; target >= 1.05), the new best fixed (hindsight) "
+              f"{m['hindsight_fixed']:.4f} (gap {gap:+.1%}; target <= 5 %)" if ratio is not None and gap is not None
+              else f"{name}: rewards change sign, no ratio ({m})")
     if report.get("plots"):
         print("plots: " + ", ".join(report["plots"]))
     return 0

@@ -90,3 +90,47 @@ def write_policy_plot(report: dict[str, Any], out_dir: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_policy_series_plot(report: dict[str, Any], out_dir: Path, window: int = 200) -> Path:
+    """``policy_series.png``: per stream (columns), LinUCB's and the first half's best fixed policy's rolling
+    reward, energy on each side (J per query, both estimated or measured as recorded), cloud share and quality."""
+    import numpy as np
+
+    plt = _pyplot()
+    shifts = report["_shifts"]
+    rows = (("reward", "reward"), ("energy", "J per query"), ("cloud", "cloud share"), ("quality", "quality"))
+    fig, axes = plt.subplots(len(rows), len(shifts), figsize=(5 * len(shifts), 10), squeeze=False, sharex=True)
+
+    def roll(v: list[float]) -> np.ndarray:
+        a = np.asarray(v, dtype=float)
+        if len(a) < window:
+            return a
+        c = np.cumsum(np.insert(a, 0, 0.0))
+        return (c[window:] - c[:-window]) / window
+
+    for col, (name, shift) in enumerate(shifts.items()):
+        series = shift["_series"]
+        for row, (key, label) in enumerate(rows):
+            ax = axes[row][col]
+            for who, style in (("linucb", {"lw": 1.6}), ("stale_fixed", {"color": "0.55", "lw": 1.0})):
+                s = series[who]
+                if key == "energy":
+                    ax.plot(roll(s["device_j"]), label=f"{who}: device", **style)
+                    ax.plot(roll(s["cloud_j"]), ls="--", label=f"{who}: cloud (estimated)", **style)
+                else:
+                    ax.plot(roll(s[key]), label=who, **style)
+            ax.axvline(shift["change_at"] - window, color="r", lw=1, ls=":")
+            if shift.get("change_until", 0) < len(series["linucb"]["reward"]):
+                ax.axvline(shift["change_until"] - window, color="r", lw=1, ls=":")
+            ax.set_ylabel(f"{label}, rolling {window}")
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(name.replace("_", " "))
+            if col == 0:
+                ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = out_dir / "policy_series.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -65,20 +65,25 @@ class CloudCosts:
     wait_j: float
     price_per_1k_usd: float
     scope: str = "both"
+    #: False during an outage (the circuit breaker open): every route answers locally, as the Router does offline.
+    available: bool = True
+    #: The cloud's quality is multiplied by this (a cloud whose accuracy drops).
+    accuracy_scale: float = 1.0
 
 
 def outcome(q: Query, route: str, cloud: CloudCosts, *, prefill_only: bool = False) -> Outcome:
     """The outcome of answering ``q`` by ``route``: ``local`` (accepted), ``escalate`` (generated, then the cloud)
     or ``cloud`` (straight to the cloud; ``prefill_only`` charges the pre-generation prefill too)."""
     dollars = cloud.price_per_1k_usd * q.cloud_tokens / 1000.0
-    if route == "local":
+    if route == "local" or not cloud.available:  # offline: the local answer, generated whatever was decided
         return Outcome("local", q.local_j, q.local_s, 0.0, q.local_quality)
+    quality = q.cloud_quality * cloud.accuracy_scale
     latency = cloud.latency_s if cloud.latency_s is not None else (q.cloud_s or 0.0)
     cloud_j = cloud.wait_j + (q.cloud_j if cloud.scope == "both" else 0.0)
     if route == "escalate":
-        return Outcome("cloud", q.local_j + cloud_j, q.local_s + latency, dollars, q.cloud_quality)
+        return Outcome("cloud", q.local_j + cloud_j, q.local_s + latency, dollars, quality)
     share = PREFILL_SHARE if prefill_only else 0.0
-    return Outcome("cloud", share * q.local_j + cloud_j, share * q.local_s + latency, dollars, q.cloud_quality)
+    return Outcome("cloud", share * q.local_j + cloud_j, share * q.local_s + latency, dollars, quality)
 
 
 @dataclass
@@ -189,7 +194,8 @@ def run_linucb(stream: Sequence[Query], schedule: Schedule, *, guardrail: float,
                 weights, cloud = schedule(i)
                 policy.weights = weights
                 aid = f"q{i}"
-                device = DeviceState(None, True, cloud.latency_s if cloud.latency_s is not None else seen_latency)
+                device = DeviceState(None, cloud.available,
+                                     cloud.latency_s if cloud.latency_s is not None else seen_latency)
                 probed: list[bool] = []
                 pregen = q.signals.get("pregen_confidence")
 
@@ -338,15 +344,18 @@ def rolling(values: Sequence[float], window: int) -> np.ndarray:
 
 def adaptation(stream: Sequence[Query], before: tuple[RewardWeights, CloudCosts],
                after: tuple[RewardWeights, CloudCosts], *, guardrail: float, seed: int,
-               pregen_threshold: Optional[float] = None, window: int = 200) -> dict[str, Any]:
-    """The world changes at the middle of the stream (a lambda, or the cloud's price). LinUCB against the best fixed
-    threshold of the first half kept after the change (stale) and the best fixed threshold of each half (hindsight):
-    mean rewards after the change, and how many queries LinUCB needs to come within 5% of the hindsight policy
-    (rolling mean over ``window`` queries)."""
+               pregen_threshold: Optional[float] = None, window: int = 200,
+               until: Optional[int] = None) -> dict[str, Any]:
+    """The world changes at the middle of the stream (a lambda, the cloud's price, an outage, its accuracy), for
+    good or (``until``) up to that query. LinUCB against the best fixed policy of the first half kept after the
+    change (stale) and the best fixed policy of the second half (hindsight): mean rewards after the change, their
+    ratios, and how many queries LinUCB needs to come within 5% of the hindsight policy (rolling mean over
+    ``window`` queries)."""
     mid = len(stream) // 2
+    end = len(stream) if until is None else until
 
     def schedule(i: int) -> tuple[RewardWeights, CloudCosts]:
-        return before if i < mid else after
+        return after if mid <= i < end else before
 
     lin, _ = run_linucb(stream, schedule, guardrail=guardrail, seed=seed, pregen_threshold=pregen_threshold)
     table = RouteTable(stream, schedule)
@@ -360,19 +369,39 @@ def adaptation(stream: Sequence[Query], before: tuple[RewardWeights, CloudCosts]
         if roll_lin[k] >= roll_best[k] - 0.05 * abs(roll_best[k]):
             recovered = k + window - mid  # the window ending k + window - 1 lies after the change
             break
+    after_change = {"linucb": float(np.mean(lin.rewards[mid:])), "stale_fixed": float(np.mean(stale.rewards[mid:])),
+                    "hindsight_fixed": float(np.mean(second.rewards[mid:]))}
     return {
         "change_at": mid,
+        "change_until": end,
         "best_fixed_before": t1,
         "best_fixed_after": t2,
-        "mean_reward_after_change": {
-            "linucb": float(np.mean(lin.rewards[mid:])),
-            "stale_fixed": float(np.mean(stale.rewards[mid:])),
-            "hindsight_fixed": float(np.mean(second.rewards[mid:])),
-        },
+        "mean_reward_after_change": after_change,
+        "linucb_vs_stale": _ratio(after_change["linucb"], after_change["stale_fixed"]),
+        "linucb_gap_to_hindsight": (after_change["hindsight_fixed"] - after_change["linucb"])
+        / abs(after_change["hindsight_fixed"]) if after_change["hindsight_fixed"] else None,
+        "cloud_calls_in_change": int(np.sum(lin.cloud_calls[mid:end])),
         "queries_to_within_5pct": recovered,
         "_rolling": {"linucb": roll_lin.tolist(), "stale_fixed": rolling(stale.rewards, window).tolist(),
                      "hindsight_fixed": roll_best.tolist(), "window": window},
+        "_series": {"linucb": _series(lin, stream, schedule), "stale_fixed": _series(stale, stream, schedule)},
     }
+
+
+def _ratio(a: float, b: float) -> Optional[float]:
+    """a / b for rewards of one sign (None when b is 0 or their signs differ: a ratio then means nothing)."""
+    if b == 0 or (a > 0) != (b > 0):
+        return None
+    return a / b if b > 0 else b / a  # both negative: how many times less negative a is
+
+
+def _series(run: Run, stream: Sequence[Query], schedule: Schedule) -> dict[str, list[float]]:
+    """Per query: reward, quality, cloud call, joules on this device and on the cloud's side (for the plots)."""
+    cloud_j = [c * q.cloud_j for c, q in zip(run.cloud_calls, stream)]
+    scoped = [1.0 if schedule(i)[1].scope == "both" else 0.0 for i in range(len(stream))]
+    device_j = [j - c * s for j, c, s in zip(run.joules, cloud_j, scoped)]
+    return {"reward": list(run.rewards), "quality": list(run.quality), "cloud": [float(c) for c in run.cloud_calls],
+            "device_j": device_j, "cloud_j": cloud_j}
 
 
 def describe(weights: RewardWeights, cloud: CloudCosts) -> dict[str, Any]:
