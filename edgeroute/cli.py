@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="write report.md, report.json and PNG plots to this folder")
     bench.add_argument("--no-cache", action="store_true", help="regenerate every answer")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
-    bench.add_argument("--cloud-url", help="measure a real cloud (cached) instead of assuming one")
+    bench.add_argument("--cloud-url", help="measure a real cloud (cached) instead of assuming one; bench policy: "
+                                           "'stand-in' (its default) starts the loopback llama_cpp.server")
     bench.add_argument("--cloud-model", help="model name to ask the cloud for")
     bench.add_argument("--cloud-accuracy", type=float, default=1.0, help="assumed cloud accuracy (default 1.0)")
     bench.add_argument("--cloud-latency-ms", type=float, default=1500.0, help="assumed cloud latency, ms")
@@ -340,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("--lambda-energy", type=float, help="override the preset's energy weight (per 5 J)")
     pol.add_argument("--lambda-latency", type=float, help="override the preset's latency weight (per second)")
     pol.add_argument("--lambda-cost", type=float, help="override the preset's cost weight (per US$ 0.0001)")
+    pol.add_argument("--cloud-profile", action="store_true",
+                     help="what-if: a stated cloud (--cloud-accuracy; --cloud-latency-ms as the median of a lognormal "
+                          "with --cloud-latency-sigma), labelled profile (default: measure the loopback stand-in)")
+    pol.add_argument("--cloud-latency-sigma", type=float, default=0.5, help="the profile's lognormal sigma")
     pol.add_argument("--cloud-energy-class", choices=("frontier", "medium", "small"),
                      help="the cloud's row of the energy table (default: guessed from --cloud-model)")
     pol.add_argument("--guardrail", type=float, help="LinUCB's guardrail threshold (default: the calibration's)")

@@ -94,12 +94,27 @@ def test_bench_policy_cli_replays_real_cached_answers(tmp_path):
     assert d["policies"]["always_local"]["cloud_calls"] == 0 and d["policies"]["always_cloud"]["cloud_calls"] == 600
     assert d["policies"]["always_local"]["joules"] > 0  # the cached answers' measured (estimated) energy
     assert d["policies"]["linucb"]["decision_ms"]["mean"] > 0
-    assert set(d["adaptation"]) == {"cloud_price_x10", "lambdas_to_battery-saver"}
-    assert (out / "policy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(d["adaptation"]) == {"cloud_price_x10", "lambdas_to_battery-saver", "cloud_outage",
+                                    "cloud_accuracy_x0.5"}
+    assert d["adaptation"]["cloud_outage"]["cloud_calls_in_change"] == 0
+    for name in ("policy.png", "policy_series.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "policy.json").read_text())["queries"] == 600
+    # the default cloud is the loopback stand-in, measured: its cached answers graded by the local answers' grader
+    basis = d["basis"]
+    assert basis["cloud_source"].startswith("measured: stand-in-cloud") and basis["cloud_energy"]["method"] == "estimated"
+    from edgeroute.bench.datasets import load_items
+    from edgeroute.bench.grading import grade
+
+    items = {i["id"]: i for i in load_items(str(data))}
+    (cache,) = (tmp_path / "cache").rglob("cloud-*.jsonl")
+    answers = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(answers) == 12 and basis["cloud"]["latency_ms_percentiles"]["p50"] > 0
+    assert basis["cloud"]["accuracy"] == pytest.approx(sum(grade(a["text"], items[a["id"]]) for a in answers) / 12)
     text = run_cli("bench", "policy", "--data", str(data), "--queries", "300", "--warmup", "100", "--quiet",
-                   timeout=300)
+                   "--cloud-profile", "--cloud-accuracy", "0.9", "--cloud-latency-ms", "1200", timeout=300)
     assert text.returncode == 0 and "| linucb |" in text.stdout and "decision" in text.stdout
+    assert "profile (stated, not measured): accuracy 0.9" in text.stdout and "energy scope both" in text.stdout
     bad = run_cli("bench", "policy", "--data", str(data), "--queries", "300", "--quiet", timeout=300)
     assert bad.returncode == 2 and "warmup" in bad.stderr
 

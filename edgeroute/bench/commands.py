@@ -73,12 +73,16 @@ def _cmd_bench_transfer(args: argparse.Namespace) -> int:
 def _cmd_bench_policy(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .api import policy_queries, run_policy_bench
+    from .policy_bench import policy_queries, run_policy_bench
     from .report import public
     from ..policy.reward import RewardWeights
 
+    inputs = _bench_inputs(args)
+    if not args.cloud_profile and not args.cloud_url:
+        inputs["cloud_url"] = "stand-in"  # measured on a real loopback endpoint unless a profile is stated
     queries, basis = policy_queries(split=args.split or "all", cloud_energy_class=args.cloud_energy_class,
-                                    **_bench_inputs(args))
+                                    cloud_latency_sigma=args.cloud_latency_sigma if args.cloud_profile else None,
+                                    **inputs)
     weights = RewardWeights.preset(args.preset, energy=args.lambda_energy, latency=args.lambda_latency,
                                    cost=args.lambda_cost)
     report = run_policy_bench(queries, basis, length=args.queries, weights=weights, guardrail=args.guardrail,

@@ -270,6 +270,11 @@ def rescore(
     return out
 
 
+def cloud_cache(identity: str, params: RunParams = RunParams()) -> ResultCache:
+    """The cache of a cloud's answers (``identity``: its endpoint and model) for these generation parameters."""
+    return ResultCache(paths.bench_cache_dir() / f"cloud-{cache_key('cloud', identity, asdict(params))}.jsonl")
+
+
 def run_cloud(
     items: Sequence[dict[str, Any]],
     cloud: CloudBackend,
@@ -283,7 +288,7 @@ def run_cloud(
     by ``identity`` (endpoint and model). A failed request is recorded with its error and retried on the next run."""
     from .._errors import CloudError
 
-    cache = ResultCache(paths.bench_cache_dir() / f"cloud-{cache_key('cloud', identity, asdict(params))}.jsonl")
+    cache = cloud_cache(identity, params)
     have = {k: v for k, v in (cache.load() if use_cache else {}).items() if not v.get("error")}
     todo = [i for i in items if i["id"] not in have]
     bar = Progress(len(todo), "cloud", progress if todo else None)
