@@ -24,7 +24,8 @@ class Answer:
     ``threshold_source`` says where the threshold came from (``default``, ``configured`` or the calibration).
     ``latency_ms`` holds per-stage milliseconds and ``total``; ``tokens`` holds token counts per side.
     ``energy`` is the device-side energy in joules with its method (``measured`` or ``estimated``, and from what),
-    split into the local generation and the wait for the cloud, plus joules per local output token.
+    split into the local generation and the wait for the cloud, plus joules per local output token; for a cloud
+    answer ``energy.cloud`` is the datacenter's side, always ``estimated`` from tokens (``energy.sides``: both).
     ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``repetition``, ``offline``,
     ``prompt_too_long``, ``uncalibrated`` (sampled, not greedy: the calibration does not cover it), ``drift`` (this
     device's traffic has moved from the calibration's, or its threshold was shown to break its promise: ``risk``).

@@ -54,6 +54,8 @@ def test_openai_client_non_streaming_with_routing_metadata(served):
     assert reply.choices[0].message.content == "Paris." and reply.choices[0].finish_reason == "stop"
     meta = reply.model_extra["edgeroute"]
     assert meta["route"] == "cloud" and meta["energy"]["method"] == "estimated" and "confidence" in meta
+    cloud_side = meta["energy"]["cloud"]  # the datacenter's side, estimated from the cloud's tokens, with its source
+    assert cloud_side["method"] == "estimated" and cloud_side["joules"] > 0 and "cloud energy table" in cloud_side["source"]
     assert raw.headers["X-Edgeroute-Route"] == "cloud" and raw.headers["X-Edgeroute-Energy-Method"] == "estimated"
 
 

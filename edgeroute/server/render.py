@@ -14,7 +14,8 @@ def completion_id(answer_id: str) -> str:
 
 
 def routing_metadata(answer: Answer) -> dict[str, Any]:
-    """The ``edgeroute`` field of a completion: where it ran, why, how sure, and what it cost the device."""
+    """The ``edgeroute`` field of a completion: where it ran, why, how sure, and what it cost the device (and, for a
+    cloud answer, the datacenter's estimated joules)."""
     return {
         "id": answer.id,
         "route": answer.route,
@@ -24,7 +25,10 @@ def routing_metadata(answer: Answer) -> dict[str, Any]:
         "threshold_source": answer.threshold_source,
         "flags": list(answer.flags),
         "latency_ms": dict(answer.latency_ms),
-        "energy": {"joules": answer.energy.joules, "method": answer.energy.method, "source": answer.energy.source},
+        "energy": {"joules": answer.energy.joules, "method": answer.energy.method, "source": answer.energy.source,
+                   "cloud": None if answer.energy.cloud is None else {
+                       "joules": answer.energy.cloud.joules, "method": answer.energy.cloud.method,
+                       "source": answer.energy.cloud.source}},
         "risk": answer.risk.to_dict() if answer.risk is not None else None,
     }
 
