@@ -341,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("--lambda-energy", type=float, help="override the preset's energy weight (per 5 J)")
     pol.add_argument("--lambda-latency", type=float, help="override the preset's latency weight (per second)")
     pol.add_argument("--lambda-cost", type=float, help="override the preset's cost weight (per US$ 0.0001)")
+    pol.add_argument("--allow-below-threshold", action="store_true",
+                     help="let LinUCB accept answers below the calibrated threshold (no guarantee then)")
     pol.add_argument("--cloud-profile", action="store_true",
                      help="what-if: a stated cloud (--cloud-accuracy; --cloud-latency-ms as the median of a lognormal "
                           "with --cloud-latency-sigma), labelled profile (default: measure the loopback stand-in)")

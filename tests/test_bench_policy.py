@@ -97,6 +97,9 @@ def test_bench_policy_cli_replays_real_cached_answers(tmp_path):
     assert set(d["adaptation"]) == {"cloud_price_x10", "lambdas_to_battery-saver", "cloud_outage",
                                     "cloud_accuracy_x0.5"}
     assert d["adaptation"]["cloud_outage"]["cloud_calls_in_change"] == 0
+    within = d["adaptation"]["cloud_price_x10"]["within_guardrail"]  # the fixed policies with LinUCB's guarantee
+    assert within["best_fixed_before"].get("always_cloud") or within["best_fixed_before"]["threshold"] >= \
+        d["guardrail_threshold"]
     for name in ("policy.png", "policy_series.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "policy.json").read_text())["queries"] == 600

@@ -88,6 +88,7 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     report = run_policy_bench(queries, basis, length=args.queries, weights=weights, guardrail=args.guardrail,
                               warmup=args.warmup, seed=args.seed, feedback_rate=args.feedback_rate,
                               price_factor=args.price_factor, shift_preset=args.shift_preset,
+                              allow_below_threshold=args.allow_below_threshold,
                               out_dir=Path(args.out) if args.out else None)
     if args.json:
         print(json.dumps(public(report), indent=2))
@@ -119,6 +120,11 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
               f"{m['stale_fixed']:.4f} (LinUCB x{ratio:.3f} of it; target >= 1.05), the new best fixed (hindsight) "
               f"{m['hindsight_fixed']:.4f} (gap {gap:+.1%}; target <= 5 %)" if ratio is not None and gap is not None
               else f"{name}: rewards change sign, no ratio ({m})")
+        g = shift.get("within_guardrail")
+        if g:
+            print(f"  within the guardrail: the old best fixed {g['stale_fixed']:.4f} (LinUCB x"
+                  f"{g['linucb_vs_stale'] or float('nan'):.3f}), hindsight {g['hindsight_fixed']:.4f} (gap "
+                  f"{g['linucb_gap_to_hindsight'] or float('nan'):+.1%})")
     if report.get("plots"):
         print("plots: " + ", ".join(report["plots"]))
     return 0

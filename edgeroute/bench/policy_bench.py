@@ -176,11 +176,13 @@ def run_policy_bench(
     price_factor: float = 10.0,
     shift_preset: str = "battery-saver",
     accuracy_factor: float = 0.5,
+    allow_below_threshold: bool = False,
     out_dir: Optional[Path] = None,
 ) -> dict[str, Any]:
     """Replay ``queries`` through LinUCB, the best fixed threshold, always-local, always-cloud and random; then four
     mid-stream changes: the cloud's price times ``price_factor``; the lambdas switched to ``shift_preset``; a cloud
-    outage for a quarter of the stream; the cloud's accuracy times ``accuracy_factor``."""
+    outage for a quarter of the stream; the cloud's accuracy times ``accuracy_factor``. ``allow_below_threshold``
+    lets LinUCB accept answers below the calibrated threshold (it then keeps no guarantee)."""
     from dataclasses import replace
 
     from .._constants import DEFAULT_PRESET, DEFAULT_THRESHOLD
@@ -198,27 +200,30 @@ def run_policy_bench(
     stream = make_stream(queries, n, seed)
     t0 = time.perf_counter()
     pre_t = basis["pregen_threshold"]
+    opts = {"allow_below_threshold": True} if allow_below_threshold else {}
     result = compare(stream, lambda i: (weights, costs), guardrail=guard, warmup=warmup, seed=seed,
-                     pregen_threshold=pre_t, feedback_rate=feedback_rate)
+                     pregen_threshold=pre_t, feedback_rate=feedback_rate, **opts)
     pricier = replace(costs, price_per_1k_usd=costs.price_per_1k_usd * price_factor)
     shifts = {
         f"cloud_price_x{price_factor:g}": adaptation(stream, (weights, costs), (weights, pricier), guardrail=guard,
-                                                     seed=seed, pregen_threshold=pre_t),
+                                                     seed=seed, pregen_threshold=pre_t, **opts),
         f"lambdas_to_{shift_preset}": adaptation(stream, (weights, costs), (RewardWeights.preset(shift_preset), costs),
-                                                 guardrail=guard, seed=seed, pregen_threshold=pre_t),
+                                                 guardrail=guard, seed=seed, pregen_threshold=pre_t, **opts),
         "cloud_outage": adaptation(stream, (weights, costs), (weights, replace(costs, available=False)),
-                                   guardrail=guard, seed=seed, pregen_threshold=pre_t, until=n // 2 + n // 4),
+                                   guardrail=guard, seed=seed, pregen_threshold=pre_t, until=n // 2 + n // 4,
+                                   **opts),
         f"cloud_accuracy_x{accuracy_factor:g}": adaptation(
             stream, (weights, costs), (weights, replace(costs, accuracy_scale=accuracy_factor)), guardrail=guard,
-            seed=seed, pregen_threshold=pre_t),
+            seed=seed, pregen_threshold=pre_t, **opts),
     }
-    scopes = scope_effect(stream, weights, costs, guardrail=guard, seed=seed, pregen_threshold=pre_t)
+    scopes = scope_effect(stream, weights, costs, guardrail=guard, seed=seed, pregen_threshold=pre_t, **opts)
     report = {
         "basis": {k: v for k, v in basis.items() if not k.startswith("_")},
         "energy_scope": scopes,
         "queries": len(stream),
         "seed": seed,
         "guardrail_threshold": guard,
+        "allow_below_threshold": allow_below_threshold,
         "feedback_rate": feedback_rate,
         "setting": describe(weights, costs),
         "policies": {k: v for k, v in result.items() if not k.startswith("_") and k != "after_warmup"},

@@ -276,11 +276,11 @@ def threshold_decision_ms(stream: Sequence[Query], pregen: bool) -> list[float]:
 
 
 def compare(stream: Sequence[Query], schedule: Schedule, *, guardrail: float, warmup: int, seed: int,
-            pregen_threshold: Optional[float] = None, feedback_rate: float = 1.0) -> dict[str, Any]:
+            pregen_threshold: Optional[float] = None, feedback_rate: float = 1.0, **options: Any) -> dict[str, Any]:
     """Every policy on ``stream``; LinUCB's mean reward after ``warmup`` queries against the best fixed policies'
     on the same queries (chosen in hindsight on them)."""
     lin, timing = run_linucb(stream, schedule, guardrail=guardrail, seed=seed, pregen_threshold=pregen_threshold,
-                             feedback_rate=feedback_rate)
+                             feedback_rate=feedback_rate, **options)
     table = RouteTable(stream, schedule)
     fixed_t, fixed_run = best_fixed(table)
     policy_t, policy_run = best_fixed(table, pregen=True)
@@ -312,14 +312,14 @@ def compare(stream: Sequence[Query], schedule: Schedule, *, guardrail: float, wa
 
 
 def scope_effect(stream: Sequence[Query], weights: RewardWeights, cloud: CloudCosts, *, guardrail: float,
-                 seed: int, pregen_threshold: Optional[float] = None) -> dict[str, Any]:
+                 seed: int, pregen_threshold: Optional[float] = None, **options: Any) -> dict[str, Any]:
     """What the reward's energy scope does: for ``both`` (the cloud's estimate counts) and ``device``, LinUCB's and
     the hindsight best fixed policy's cloud share and joules per query, on this device and on both sides."""
     out: dict[str, Any] = {}
     for scope in ("both", "device"):
         costs = replace(cloud, scope=scope)
         lin, _ = run_linucb(stream, lambda i: (weights, costs), guardrail=guardrail, seed=seed,
-                            pregen_threshold=pregen_threshold)
+                            pregen_threshold=pregen_threshold, **options)
         choice, best = best_fixed(RouteTable(stream, lambda i: (weights, costs)), pregen=True)
         row: dict[str, Any] = {}
         for name, run in (("linucb", lin), ("best_fixed_policy", best)):
@@ -345,22 +345,33 @@ def rolling(values: Sequence[float], window: int) -> np.ndarray:
 def adaptation(stream: Sequence[Query], before: tuple[RewardWeights, CloudCosts],
                after: tuple[RewardWeights, CloudCosts], *, guardrail: float, seed: int,
                pregen_threshold: Optional[float] = None, window: int = 200,
-               until: Optional[int] = None) -> dict[str, Any]:
+               until: Optional[int] = None, **options: Any) -> dict[str, Any]:
     """The world changes at the middle of the stream (a lambda, the cloud's price, an outage, its accuracy), for
     good or (``until``) up to that query. LinUCB against the best fixed policy of the first half kept after the
     change (stale) and the best fixed policy of the second half (hindsight): mean rewards after the change, their
     ratios, and how many queries LinUCB needs to come within 5% of the hindsight policy (rolling mean over
-    ``window`` queries)."""
+    ``window`` queries). The same against the fixed policies that keep the guardrail (threshold >= ``guardrail``,
+    or always cloud: the ones with LinUCB's guarantee), unless ``allow_below_threshold`` is among ``options``."""
     mid = len(stream) // 2
     end = len(stream) if until is None else until
 
     def schedule(i: int) -> tuple[RewardWeights, CloudCosts]:
         return after if mid <= i < end else before
 
-    lin, _ = run_linucb(stream, schedule, guardrail=guardrail, seed=seed, pregen_threshold=pregen_threshold)
+    lin, _ = run_linucb(stream, schedule, guardrail=guardrail, seed=seed, pregen_threshold=pregen_threshold,
+                        **options)
     table = RouteTable(stream, schedule)
     t1, first = best_fixed(table, slice(0, mid), pregen=True)
     t2, second = best_fixed(table, slice(mid, None), pregen=True)
+    within: dict[str, Any] = {}
+    if not options.get("allow_below_threshold"):
+        g1, gfirst = best_fixed(table, slice(0, mid), pregen=True, min_threshold=guardrail)
+        g2, gsecond = best_fixed(table, slice(mid, None), pregen=True, min_threshold=guardrail)
+        lin_after = float(np.mean(lin.rewards[mid:]))
+        stale_g, best_g = float(np.mean(gfirst.rewards[mid:])), float(np.mean(gsecond.rewards[mid:]))
+        within = {"best_fixed_before": g1, "best_fixed_after": g2, "stale_fixed": stale_g, "hindsight_fixed": best_g,
+                  "linucb_vs_stale": _ratio(lin_after, stale_g),
+                  "linucb_gap_to_hindsight": (best_g - lin_after) / abs(best_g) if best_g else None}
     stale = first  # the first half's best, kept after the change
     oracle_rewards = first.rewards[:mid] + second.rewards[mid:]
     roll_lin, roll_best = rolling(lin.rewards, window), rolling(oracle_rewards, window)
@@ -380,6 +391,7 @@ def adaptation(stream: Sequence[Query], before: tuple[RewardWeights, CloudCosts]
         "linucb_vs_stale": _ratio(after_change["linucb"], after_change["stale_fixed"]),
         "linucb_gap_to_hindsight": (after_change["hindsight_fixed"] - after_change["linucb"])
         / abs(after_change["hindsight_fixed"]) if after_change["hindsight_fixed"] else None,
+        "within_guardrail": within,
         "cloud_calls_in_change": int(np.sum(lin.cloud_calls[mid:end])),
         "queries_to_within_5pct": recovered,
         "_rolling": {"linucb": roll_lin.tolist(), "stale_fixed": rolling(stale.rewards, window).tolist(),
@@ -389,10 +401,9 @@ def adaptation(stream: Sequence[Query], before: tuple[RewardWeights, CloudCosts]
 
 
 def _ratio(a: float, b: float) -> Optional[float]:
-    """a / b for rewards of one sign (None when b is 0 or their signs differ: a ratio then means nothing)."""
-    if b == 0 or (a > 0) != (b > 0):
-        return None
-    return a / b if b > 0 else b / a  # both negative: how many times less negative a is
+    """How many times ``b`` reward ``a`` earns, for rewards of any sign: 1 + (a - b) / |b| (a / b when both are
+    positive; None when b is 0). 1.05 means 5 % of b's magnitude better."""
+    return None if b == 0 else 1.0 + (a - b) / abs(b)
 
 
 def _series(run: Run, stream: Sequence[Query], schedule: Schedule) -> dict[str, list[float]]:
