@@ -175,3 +175,12 @@ def test_an_outage_window_sends_nothing_to_the_cloud_and_a_cloud_that_gets_worse
     calls = shift["_series"]["linucb"]["cloud"]
     assert np.mean(calls[900:]) < np.mean(calls[300:600])  # LinUCB moves away from a cloud that got worse
     assert shift["mean_reward_after_change"]["linucb"] > shift["mean_reward_after_change"]["stale_fixed"]
+
+
+def test_the_stand_in_without_the_server_extra_is_a_typed_error_that_says_what_to_do(monkeypatch):
+    from edgeroute import CloudUnreachableError
+    from edgeroute.bench import standin
+
+    monkeypatch.setattr(standin, "_importable", lambda module: module != "uvicorn")
+    with pytest.raises(CloudUnreachableError, match=r"uvicorn missing.*edgeroute\[server\].*--cloud-profile"):
+        standin.StandInServer().start()

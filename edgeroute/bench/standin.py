@@ -19,8 +19,19 @@ from typing import Optional
 
 import httpx
 
+from .._errors import CloudUnreachableError
+
 #: The model name the stand-in answers to.
 STAND_IN_MODEL = "stand-in-cloud"
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing
+        return False
 
 
 def free_port() -> int:
@@ -45,6 +56,15 @@ class StandInServer:
         self._log = tempfile.TemporaryFile()
 
     def start(self, timeout_s: float = 60.0) -> None:
+        """Start the server and wait until it answers; ``CloudUnreachableError`` when it cannot (the ``[server]``
+        extra missing, the process exiting, or no answer within ``timeout_s`` seconds)."""
+        missing = [m for m in ("llama_cpp.server", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings",
+                               "starlette_context") if not _importable(m)]
+        if missing:
+            raise CloudUnreachableError(
+                f"the loopback cloud stand-in needs llama-cpp-python's server ({', '.join(missing)} missing): "
+                "pip install 'edgeroute[server]', or measure another endpoint (--cloud-url) or state a profile "
+                "(--cloud-profile)")
         # The server process gets the same AMX guard as the engine (see LlamaCppModel.extra_buffers).
         code = (
             "import sys, runpy\n"
@@ -64,7 +84,7 @@ class StandInServer:
             if self.proc.poll() is not None:
                 self._log.seek(0)
                 err = self._log.read().decode(errors="replace")
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}: {err[-2000:]}")
+                raise CloudUnreachableError(f"llama_cpp.server exited with {self.proc.returncode}: {err[-2000:]}")
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
                     return
@@ -72,7 +92,7 @@ class StandInServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError("llama_cpp.server did not come up")
+        raise CloudUnreachableError(f"llama_cpp.server did not answer within {timeout_s:g} s")
 
     def requests(self, path: str = "/v1/chat/completions") -> int:
         """How many POSTs to ``path`` the server has answered so far (from its access log)."""
