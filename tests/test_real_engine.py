@@ -194,10 +194,10 @@ def test_a_capture_problem_means_no_hidden_states_and_one_warning(monkeypatch):
         # as if llama.cpp named its tensors otherwise
         monkeypatch.setattr(m._capture, "_names", [b"no-such-node"] * len(m._capture.layers))
         monkeypatch.setattr(m._capture, "_by_name", {b"no-such-node": 0})
-        with pytest.warns(RuntimeWarning, match="no hidden states from .*computed no l_out-19 node"):
+        with pytest.warns(RuntimeWarning, match=r"no hidden states from .*llama\.cpp.s llama graph computed no no-such-node"):
             g = m.generate(Q, max_tokens=4)
         assert g.text and g.prompt_hidden is None and g.answer_hidden is None and g.answer_hidden_mean is None
-        assert g.hidden == {}
+        assert g.hidden == {} and "computed no no-such-node node" in m.capture_failure  # kept for edgeroute fit
     finally:
         m.close()
 
