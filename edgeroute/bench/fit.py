@@ -11,7 +11,8 @@
    AUROC on the held-out families with a bootstrap interval over items.
 3. **The hidden-state probes** (``probe_fit``), when the model's block outputs can be captured: the
    post-generation probe ships only when it beats the map by LOFO, the pre-generation probe when its LOFO AUROC is
-   above chance; otherwise the report (and ``fit.json``) says why.
+   above chance and its skips transfer to sources left out (LOSO); otherwise the report (and ``fit.json``) says
+   why.
 4. **The threshold** is calibrated (``--epsilon``, ``--delta``, fixed-sequence Clopper-Pearson) on the answers of the
    ``calibration`` split with the Router's confidence: the probe's when it shipped, else the map's.
 5. Everything is saved in ``paths.fitted_dir(sha256)``; ``Router(model=PATH)`` loads it and says so.
@@ -41,7 +42,7 @@ from ..policy.calibration import calibrate_guarantee
 from ..signals.perplexity import FEATURES, MAP_FILE, LogisticMap, PerplexitySignal
 from .datasets import load_items
 from .grading import grade
-from .metrics import auroc, auroc_interval, mean_interval
+from .metrics import auroc, auroc_interval, mean_interval, round4
 from .probe_fit import fit_probes
 from .runner import RunParams, run_local
 from .transfer import fit_logistic
@@ -260,14 +261,14 @@ def _fit(local: Any, items: list[dict[str, Any]], records: list[dict[str, Any]],
     mapping = LogisticMap(tuple(mean.tolist()), tuple(scale.tolist()), tuple(w.tolist()), float(b),
                           model_sha256=local.fingerprint, engine=local.golden(),
                           info=f"edgeroute fit, {int(train.sum())} train answers, L2 {l2:g} by LOFO")
-    report["map"] = {"l2": l2, "lofo_auroc_mean": _round(np.mean(list(lofo[l2].values())) if lofo[l2] else None),
+    report["map"] = {"l2": l2, "lofo_auroc_mean": round4(np.mean(list(lofo[l2].values())) if lofo[l2] else None),
                      "lofo_auroc_interval": mean_interval(list(lofo[l2].values())), "lofo_families": len(lofo[l2]),
-                     "loso_auroc_mean": _round(np.mean(list(loso.values())) if loso else None),
+                     "loso_auroc_mean": round4(np.mean(list(loso.values())) if loso else None),
                      "loso_auroc_interval": mean_interval(list(loso.values())), "loso_sources": len(loso)}
     conf = 1.0 / (1.0 + np.exp(-np.clip(z @ w + b, -40, 40)))
     for name, mask in (("test", split == "test"), ("heldout", split == "heldout-families")):
         value = auroc(conf[mask], y[mask]) if mask.any() else None
-        report["map"][f"{name}_auroc"] = _round(value)
+        report["map"][f"{name}_auroc"] = round4(value)
         report["map"][f"{name}_auroc_interval"] = auroc_interval(conf[mask], y[mask]) if value is not None else None
         report["map"][f"{name}_labels"] = int(mask.sum())
     _write(out_dir / MAP_FILE, mapping.to_dict())
@@ -316,10 +317,6 @@ def _hash_split(item_id: str) -> str:
     import zlib
 
     return "calibration" if zlib.crc32(item_id.encode("utf-8")) % 4 == 0 else "train"
-
-
-def _round(v: Optional[float]) -> Optional[float]:
-    return None if v is None else round(float(v), 4)
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from ..policy.calibration import load_calibration
 from ..signals import confidence_signal
 from ..signals.probe import SCALAR_FEATURES, ProbeSignal, model_identity
 from .datasets import load_items
-from .metrics import auroc
+from .metrics import auroc, round4
 from .runner import RunParams, rescore, run_local
 from .crossval import accepted_error, cross_validate, risk_coverage, signal_sign, single_signal_cv
 from .transfer import Dataset, Spec, build_dataset
@@ -44,13 +44,9 @@ def shipped_spec(probe: ProbeSignal) -> Optional[Spec]:
     return Spec.from_dict(d)
 
 
-def _round(x: Optional[float]) -> Optional[float]:
-    return None if x is None else round(float(x), 4)
-
-
 def _groups(scores: np.ndarray, data: Dataset, by: str) -> dict[str, Optional[float]]:
     groups = data.family if by == "family" else data.source
-    return {g: _round(auroc(scores[groups == g], data.y[groups == g])) for g in sorted(set(groups.tolist()))}
+    return {g: round4(auroc(scores[groups == g], data.y[groups == g])) for g in sorted(set(groups.tolist()))}
 
 
 def transfer_report(
@@ -109,17 +105,17 @@ def transfer_report(
             continue
         y, c, s = ds.y[m], conf[m], single_scores[m]
         part = ds.subset(m)
-        entry: dict[str, Any] = {"n": int(m.sum()), "local_accuracy": _round(y.mean()),
-                                 "confidence_auroc": _round(auroc(c, y)),
-                                 "best_training_free_auroc": _round(auroc(s, y)),
-                                 "risk_coverage": {k: _round(v) if isinstance(v, float) else v
+        entry: dict[str, Any] = {"n": int(m.sum()), "local_accuracy": round4(y.mean()),
+                                 "confidence_auroc": round4(auroc(c, y)),
+                                 "best_training_free_auroc": round4(auroc(s, y)),
+                                 "risk_coverage": {k: round4(v) if isinstance(v, float) else v
                                                    for k, v in risk_coverage(c, y, epsilon, best_single=s).items()}}
         if cal is not None:
             at = accepted_error(c, y, cal.threshold)
             oracle_at = risk_coverage(c, y, max(at["accepted_error"], 1e-9))["oracle"]
-            entry["at_threshold"] = {**{k: _round(v) if isinstance(v, float) else v for k, v in at.items()},
-                                     "oracle_coverage_at_that_error": _round(oracle_at),
-                                     "share_of_oracle": _round(at["coverage"] / oracle_at) if oracle_at else None}
+            entry["at_threshold"] = {**{k: round4(v) if isinstance(v, float) else v for k, v in at.items()},
+                                     "oracle_coverage_at_that_error": round4(oracle_at),
+                                     "share_of_oracle": round4(at["coverage"] / oracle_at) if oracle_at else None}
         if split == "heldout-families":
             entry["per_family"] = _groups(c, part, "family")
             entry["per_source"] = _groups(c, part, "source")

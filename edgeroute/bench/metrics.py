@@ -144,6 +144,11 @@ def cpt(curve: Curve, correct: ArrayLike, x: float, cloud_accuracy: float = 1.0)
     return None
 
 
+def round4(value: Optional[float]) -> Optional[float]:
+    """A figure for a report: four decimals (None stays None)."""
+    return None if value is None else round(float(value), 4)
+
+
 #: Bootstrap resamples behind ``mean_interval`` and ``auroc_interval``.
 BOOTSTRAP = 1000
 

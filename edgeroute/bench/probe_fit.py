@@ -37,7 +37,7 @@ from ..local.capture import BLOCK_OUTPUT
 from ..signals.probe import PREGEN_FILE, PROBE_FILE
 from ..signals.query import QUERY_FEATURES
 from .crossval import CVResult, cross_validate, select
-from .metrics import auroc, auroc_interval, mean_interval
+from .metrics import auroc, auroc_interval, mean_interval, round4
 from .onnx_export import check_onnx, export, onnx_missing, pregen_scores
 from .transfer import Dataset, Fitted, Spec, build_dataset, export_layout, fit, leave_one_group_out, linear
 
@@ -83,17 +83,13 @@ def capture_problem(local: Any, records: list[dict[str, Any]]) -> Optional[str]:
 
 def _cv(result: CVResult) -> dict[str, Any]:
     vals = [v for v in result.per_group.values() if v is not None]
-    return {"mean": _r(result.mean), "interval": mean_interval(vals), "groups": len(vals), "pooled": _r(result.pooled)}
+    return {"mean": round4(result.mean), "interval": mean_interval(vals), "groups": len(vals), "pooled": round4(result.pooled)}
 
 
 def _scored(scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     value = auroc(scores, y) if len(y) else None
-    return {"auroc": _r(value), "interval": auroc_interval(scores, y) if value is not None else None,
+    return {"auroc": round4(value), "interval": auroc_interval(scores, y) if value is not None else None,
             "labels": int(len(y))}
-
-
-def _r(v: Optional[float]) -> Optional[float]:
-    return None if v is None else round(float(v), 4)
 
 
 def fit_probes(local: Any, items: list[dict[str, Any]], records: list[dict[str, Any]], *, map_lofo: Optional[float],
@@ -133,7 +129,7 @@ def _post(local: Any, data: Dataset, pool: Dataset, layer: int, map_lofo: Option
     lofo, loso = cross_validate(best, pool, "lofo"), cross_validate(best, pool, "loso")
     final = fit(best, pool)
     out: dict[str, Any] = {"spec": best.label(), "candidates": len(table) + 1, "lofo_auroc": _cv(lofo),
-                           "loso_auroc": _cv(loso), "map_lofo_auroc": _r(map_lofo)}
+                           "loso_auroc": _cv(loso), "map_lofo_auroc": round4(map_lofo)}
     for name, split in (("test", "test"), ("heldout", "heldout-families")):
         part = data.subset(data.split == split)
         out[f"{name}_auroc"] = _scored(final.predict(part)["combined"], part.y)
@@ -188,7 +184,7 @@ def _loso_correct_skipped(spec: Spec, pool: Dataset) -> Optional[float]:
             return None
         p = pregen_scores(pre, outer)[outer.y > 0.5]
         skipped, total = skipped + int((p < correct[k - 1]).sum()), total + len(p)
-    return _r(skipped / total) if total else None
+    return round4(skipped / total) if total else None
 
 
 def _pre(local: Any, data: Dataset, pool: Dataset, layer: int, out_dir: Path, meta: dict[str, str]) -> dict[str, Any]:
@@ -223,9 +219,9 @@ def _pre(local: Any, data: Dataset, pool: Dataset, layer: int, out_dir: Path, me
         part = data.subset(data.split == split)
         p = pregen_scores(pre, part)
         skipped, right = p < threshold, part.y > 0.5
-        out[name] = {"auroc": _r(auroc(p, part.y)) if len(part) else None, "labels": len(part),
-                     "skip_rate": _r(skipped.mean()) if len(part) else None,
-                     "correct_skipped": _r(skipped[right].mean()) if right.any() else None}
+        out[name] = {"auroc": round4(auroc(p, part.y)) if len(part) else None, "labels": len(part),
+                     "skip_rate": round4(skipped.mean()) if len(part) else None,
+                     "correct_skipped": round4(skipped[right].mean()) if right.any() else None}
     pre_layout = [[f"prompt@{layer}", local.n_embd], ["features", list(QUERY_FEATURES)]]
     path = out_dir / PREGEN_FILE
     extra = {"model_type": json.dumps({"type": "transfer-logistic", **best.to_dict()}),
