@@ -66,3 +66,60 @@ def test_new_arms_and_a_round_trip_through_a_dict():
     bad["arms"]["cloud"]["b"] = [1.0, 2.0]  # feature size changed
     with pytest.raises(PolicyError, match="does not fit dimension"):
         LinUCB.from_dict(bad)
+
+
+def _noisy(rng: np.random.Generator, level: float) -> tuple[list[float], float]:
+    """A context (bias + one noise feature) and a Bernoulli(level) reward."""
+    return [1.0, float(rng.random())], float(rng.random() < level)
+
+
+def test_the_change_detector_fires_on_a_shift_and_stays_quiet_on_a_stationary_arm():
+    rng = np.random.default_rng(0)
+    steady = LinUCB(["a"], 2, discount=0.998, change=(0.1, 4.0, 0.05))
+    for _ in range(3000):
+        steady.update("a", *_noisy(rng, 0.9))
+    assert steady.arms["a"].changes <= 1  # 3,000 Bernoulli(0.9) rewards: a false alarm is rare (and costs 5 % of one
+    # arm's evidence), a real change is caught within a few dozen
+    shifted = LinUCB(["a"], 2, discount=0.998, change=(0.1, 4.0, 0.05))
+    plain = LinUCB(["a"], 2, discount=0.998)
+    for model in (shifted, plain):
+        rng = np.random.default_rng(1)
+        for _ in range(1000):
+            model.update("a", *_noisy(rng, 0.9))
+        for _ in range(100):  # the arm's quality halves
+            model.update("a", *_noisy(rng, 0.45))
+    assert shifted.arms["a"].changes >= 1 and plain.arms["a"].changes == 0
+    x = [1.0, 0.5]
+    assert shifted.scores(x, explore=False)["a"] < 0.6 < 0.7 < plain.scores(x, explore=False)["a"]  # it followed
+    # saved and restored mid-way, the detector's sums come back and replaying the same updates gives the same state
+    again = LinUCB.from_dict(shifted.to_dict())
+    assert again.arms["a"].drift == shifted.arms["a"].drift and again.change == shifted.change
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        x, r = _noisy(rng, 0.45)
+        shifted.update("a", x, r)
+        again.update("a", x, r)
+    assert again.to_dict() == shifted.to_dict()
+
+
+def test_the_detector_rests_after_a_change_so_a_refitted_arm_learns_the_new_level():
+    # a cost that jumps tenfold: without the rest after a change, the shrunken refit errs by more than the threshold
+    # on every update, fires again, and never learns the new level
+    m = LinUCB(["cloud"], 3, discount=0.99, change=(0.5, 4.0, 0.05))
+    x = [1.0, 0.3, 0.7]
+    for _ in range(300):
+        m.update("cloud", x, 0.6)
+    for _ in range(60):
+        m.update("cloud", x, 6.0)
+    assert 1 <= m.arms["cloud"].changes <= 2 and m.arms["cloud"].since >= 50  # then it rested and learned
+    assert m.scores(x, explore=False)["cloud"] == pytest.approx(6.0, rel=0.05)
+
+
+def test_a_bad_change_setting_or_saved_detector_state_is_rejected():
+    for bad in ((0.1, 0.0, 0.05), (-0.1, 4.0, 0.05), (0.1, 4.0, 1.0), (0.1, 4.0)):
+        with pytest.raises(PolicyError):
+            LinUCB(["a"], 2, change=bad)  # type: ignore[arg-type]
+    d = LinUCB(["a"], 2, change=(0.1, 4.0, 0.05)).to_dict()
+    d["arms"]["a"]["drift"] = [-1.0, 0.0]
+    with pytest.raises(PolicyError):
+        LinUCB.from_dict(d)

@@ -33,8 +33,9 @@ def post(conf: float, device: DeviceState = ONLINE) -> Situation:
 
 
 def teach(policy: LinUCBPolicy, point: str, arm: str, x: np.ndarray, r: float, times: int) -> None:
+    """``arm`` earns quality ``r`` at no cost, ``times`` times."""
     for _ in range(times):
-        policy.bandits[point].update(arm, x, r)
+        policy.bandits[point].update(arm, x, {"quality": r, "energy": 0.0, "latency": 0.0, "cost": 0.0})
 
 
 # --- reward --------------------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def test_guardrail_escalates_below_the_threshold_whatever_the_bandit_prefers():
     x = post_context(post(0.4))
     teach(p, "post", "accept", x, 1.0, 50)
     teach(p, "post", "escalate", x, -1.0, 50)
-    assert p.bandits["post"].select(x) == "accept"
+    assert p.bandits["post"].select(x, p.weights) == "accept"
     d = p.judge("a", post(0.4))
     assert d.escalate and "guardrail" in d.reason
     opted_in = LinUCBPolicy(0.6, warmup=0, allow_below_threshold=True)
@@ -154,7 +155,7 @@ def _answered(p: LinUCBPolicy, aid: str, route: str, quality=None) -> None:
 
 
 def updates(p: LinUCBPolicy) -> dict[str, int]:
-    return {f"{pt}:{arm}": s.n for pt, b in p.bandits.items() for arm, s in b.arms.items()}
+    return {f"{pt}:{arm}": s.n for pt, b in p.bandits.items() for arm, s in b.quality.arms.items()}
 
 
 def test_no_update_without_a_reward_and_never_two_for_one_answer():
@@ -163,9 +164,9 @@ def test_no_update_without_a_reward_and_never_two_for_one_answer():
     assert sum(updates(p).values()) == 0  # a local answer waits for its quality
     assert p.feedback("a", 1.0)
     assert updates(p) == {"pre:local": 1, "pre:cloud": 0, "post:accept": 1, "post:escalate": 0}
-    before = p.bandits["post"].to_dict()
+    before = {c: m.to_dict() for c, m in p.bandits["post"].models.items()}
     assert not p.feedback("a", 0.0)  # a second verdict teaches nothing
-    assert p.bandits["post"].to_dict() == before
+    assert {c: m.to_dict() for c, m in p.bandits["post"].models.items()} == before
     assert not p.feedback("never-seen", 1.0)
     with pytest.raises(PolicyError):
         p.feedback("a", float("nan"))
@@ -186,8 +187,8 @@ def test_a_verifier_quality_learns_at_settle():
     p = LinUCBPolicy(0.5, warmup=0)
     _answered(p, "v", "local", quality=0.25)
     assert updates(p)["post:accept"] == 1
-    theta = p.bandits["post"].arms["accept"].theta
-    assert theta @ post_context(post(0.8)) > 0  # learned a positive reward (0.25 minus small costs)
+    predicted = p.bandits["post"].predict(post_context(post(0.8)))["accept"]
+    assert predicted["quality"] > 0 and predicted["energy"] > 0  # learned quality 0.25 and 2 J, separately
 
 
 # --- persistence ---------------------------------------------------------------------------------------------
@@ -199,13 +200,15 @@ def test_state_and_pending_decisions_survive_a_restart(tmp_path):
             _answered(p, f"a{i}", "local")
             assert p.feedback(f"a{i}", float(i % 3 == 0))
         _answered(p, "late", "local")  # answered now, feedback after the restart
-        saved = {k: b.to_dict() for k, b in p.bandits.items()}
+        saved = {(pt, c): m.to_dict() for pt, b in p.bandits.items() for c, m in b.models.items()}
     with TraceStore(path) as store:
         again = LinUCBPolicy(0.5, warmup=0, model_key="m", store=store)
-        for k, b in again.bandits.items():
-            for arm, s in b.arms.items():
-                np.testing.assert_allclose(s.a, saved[k]["arms"][arm]["a"], rtol=1e-12)
-                np.testing.assert_allclose(s.b, saved[k]["arms"][arm]["b"], rtol=1e-12)
+        for pt, b in again.bandits.items():
+            for c, m in b.models.items():
+                for arm, s in m.arms.items():
+                    np.testing.assert_allclose(s.a, saved[pt, c]["arms"][arm]["a"], rtol=1e-12)
+                    np.testing.assert_allclose(s.b, saved[pt, c]["arms"][arm]["b"], rtol=1e-12, atol=1e-15)
+                    assert list(s.drift) == pytest.approx(saved[pt, c]["arms"][arm]["drift"])
         assert again.feedback("late", 1.0) and not again.feedback("late", 1.0)
         other = LinUCBPolicy(0.5, warmup=0, model_key="another-model", store=store)
         assert sum(updates(other).values()) == 0  # state is per local model
@@ -218,8 +221,8 @@ def test_a_corrupt_or_misshapen_saved_state_is_reinitialised_with_a_warning(tmp_
         _answered(p, "a", "local")
         p.feedback("a", 1.0)
         with store.transaction() as conn:
-            conn.execute("UPDATE policy_state SET state = '{not json' WHERE key = 'm:post'")
-            conn.execute("UPDATE policy_state SET features = '[\"bias\"]' WHERE key = 'm:pre'")
+            conn.execute("UPDATE policy_state SET state = '{not json' WHERE key = 'm:post/quality'")
+            conn.execute("UPDATE policy_state SET features = '[\"bias\"]' WHERE key = 'm:pre/quality'")
     with TraceStore(path) as store, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         again = LinUCBPolicy(0.5, warmup=0, model_key="m", store=store)
@@ -278,20 +281,20 @@ def test_a_writer_killed_mid_run_loses_no_acknowledged_update(tmp_path):
     proc.wait(timeout=30)
     with TraceStore(path) as store:
         state = PolicyState(store)
-        pre_log = state.updates("m:pre")
+        pre_log = state.updates("m:pre/quality")
         assert set(acked) <= {aid for _, aid, _, _, _ in pre_log}  # every acknowledged answer was learned
         assert [s for s, *_ in pre_log] == list(range(1, len(pre_log) + 1))  # no gap, no duplicate
         reopened = LinUCBPolicy(0.3, model_key="m", store=store)
         for point in ("pre", "post"):
-            log = state.updates(f"m:{point}")
-            replayed = LinUCB(reopened.bandits[point].arms, reopened.bandits[point].dim,
-                              discount=reopened.bandits[point].discount)
-            for _, _, arm, x, r in log:
-                replayed.update(arm, x, r)
-            for arm, s in reopened.bandits[point].arms.items():  # snapshot + tail == the whole log, replayed
-                np.testing.assert_allclose(s.a, replayed.arms[arm].a, rtol=1e-9)
-                np.testing.assert_allclose(s.b, replayed.arms[arm].b, rtol=1e-9, atol=1e-12)
-                assert s.n == replayed.arms[arm].n
+            for part, model in reopened.bandits[point].models.items():
+                replayed = LinUCB(model.arms, model.dim, alpha=model.alpha, discount=model.discount,
+                                  change=model.change)
+                for _, _, arm, x, r in state.updates(f"m:{point}/{part}"):
+                    replayed.update(arm, x, r)
+                for arm, s in model.arms.items():  # snapshot + tail == the whole log, replayed
+                    np.testing.assert_allclose(s.a, replayed.arms[arm].a, rtol=1e-9)
+                    np.testing.assert_allclose(s.b, replayed.arms[arm].b, rtol=1e-9, atol=1e-12)
+                    assert s.n == replayed.arms[arm].n and s.changes == replayed.arms[arm].changes
 
 
 # --- in the Router -------------------------------------------------------------------------------------------
@@ -386,3 +389,23 @@ def test_cli_feedback_teaches_the_policy_of_an_earlier_process(tmp_path, monkeyp
     assert cli.main(["feedback", a.id, "good", "--routing", "linucb"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {"answer_id": a.id, "correct": True, "policy_learned": True}  # the pending decision was on disk
+
+
+def test_a_change_of_lambdas_applies_at_once_with_nothing_to_unlearn():
+    # the parts are learned separately: quality 0.9 for 40 J in the cloud, 0.5 for 2 J locally
+    p = LinUCBPolicy(0.0, warmup=0, alpha=0.0, weights=RewardWeights.preset("quality-first"))
+    for i in range(200):
+        aid = f"a{i}"
+        p.before(aid, Situation(Q, {"pregen_confidence": 0.5}, device=ONLINE))
+        if i % 2:
+            p.settle(aid, Outcome("cloud", 40.0, 1.0, 0.0, 0.9))
+        else:
+            p.judge(aid, post(0.8))
+            p.settle(aid, Outcome("local", 2.0, 1.0, 0.0, 0.5))
+    situation = Situation(Q, {"pregen_confidence": 0.5}, device=ONLINE)
+    parts = p.bandits["pre"].predict(pre_context(situation))
+    assert parts["cloud"]["energy"] == pytest.approx(8.0, rel=0.05) and parts["local"]["quality"] == pytest.approx(0.5, abs=0.05)
+    assert p.before("q1", situation).escalate  # quality first: the cloud
+    p.weights = RewardWeights.preset("battery-saver")
+    d = p.before("q2", situation)
+    assert not d.escalate  # the same evidence, the new lambdas: local, without a single new answer

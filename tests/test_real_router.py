@@ -122,9 +122,9 @@ def test_linucb_routing_on_the_real_model_and_a_real_cloud_server(real_model, ll
             assert router.feedback(a.id, True) is True
         else:
             assert router.feedback(a.id, True) is False  # the cloud prior already taught it
-    learned = {pt: sum(s.n for s in b.arms.values()) for pt, b in router.policy.bandits.items()}
+    learned = {pt: b.learned() for pt, b in router.policy.bandits.items()}
     assert learned["pre"] == 6
     router.close()
     again = Router(**opts)
-    assert {pt: sum(s.n for s in b.arms.values()) for pt, b in again.policy.bandits.items()} == learned
+    assert {pt: b.learned() for pt, b in again.policy.bandits.items()} == learned
     again.close()

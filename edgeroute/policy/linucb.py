@@ -7,6 +7,13 @@ al., 2019): ``A <- gamma (A - ridge I) + ridge I + x x^T`` and ``b <- gamma b + 
 change of prices or preferences within about ``1 / (1 - gamma)`` updates while the ridge never fades. With gamma = 1
 the inverse is kept by Sherman-Morrison in O(d^2) per update; otherwise it is recomputed at the update, so a
 decision is always a few matrix-vector products.
+With ``change = (k, h, keep)`` each arm also runs a two-sided CUSUM on its prediction errors (Page, 1954): the sums
+``g+ = max(0, g+ + e - k)`` and ``g- = max(0, g- - e - k)`` of the error ``e = r - theta . x`` (taken before the
+update) less the allowance ``k``; when one passes ``h`` the arm's evidence is scaled by ``keep`` at once (as if
+``log keep / log gamma`` updates had passed), the sums restart and ``changes`` counts it. The detector rests for
+``dim`` updates after a change (and on a fresh arm): a model re-fitted on a handful of points errs by much, and
+would otherwise fire on every update and never learn the new level. The detector is part of
+the state, so replaying the same updates reproduces it.
 Non-finite contexts or rewards are rejected before anything changes, so the model state always stays valid.
 """
 
@@ -32,6 +39,11 @@ class ArmState:
     a: np.ndarray
     b: np.ndarray
     n: int = 0
+    #: The CUSUM sums (g+, g-) of the change detector, and how many changes it has acted on.
+    drift: tuple[float, float] = (0.0, 0.0)
+    changes: int = 0
+    #: Updates since the last change (or since the start): the detector runs once there are ``dim`` of them.
+    since: int = 0
     _inv: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
     _theta: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
@@ -52,11 +64,16 @@ class LinUCB:
     """Disjoint LinUCB over named arms with ``dim``-dimensional contexts."""
 
     def __init__(self, arms: Iterable[str], dim: int, *, alpha: float = DEFAULT_ALPHA,
-                 ridge: float = DEFAULT_RIDGE, discount: float = 1.0) -> None:
+                 ridge: float = DEFAULT_RIDGE, discount: float = 1.0,
+                 change: Optional[tuple[float, float, float]] = None) -> None:
         if dim < 1 or not alpha >= 0 or not ridge > 0 or not 0 < discount <= 1:
             raise PolicyError(f"need dim >= 1, alpha >= 0, ridge > 0 and 0 < discount <= 1 "
                               f"(got {dim}, {alpha}, {ridge}, {discount})")
+        if change is not None and not (len(change) == 3 and change[0] >= 0 and change[1] > 0
+                                       and 0 <= change[2] < 1):
+            raise PolicyError(f"change must be (allowance >= 0, threshold > 0, 0 <= keep < 1), got {change!r}")
         self.dim, self.alpha, self.ridge, self.discount = dim, float(alpha), float(ridge), float(discount)
+        self.change = None if change is None else (float(change[0]), float(change[1]), float(change[2]))
         self.arms: dict[str, ArmState] = {}
         for name in arms:
             self.add_arm(name)
@@ -107,6 +124,8 @@ class LinUCB:
         if not math.isfinite(reward):
             raise PolicyError("reward is NaN or inf; rejected")
         state = self.arms[arm]
+        if self.change is not None:
+            self._detect(state, v, reward)
         if self.discount == 1.0:
             av = state.a_inv @ v
             inv = state.a_inv - np.outer(av, av) / (1.0 + float(v @ av))  # Sherman-Morrison
@@ -119,24 +138,49 @@ class LinUCB:
         state.theta  # invert and solve now, so the next decision does not pay for it
         state.n += 1
 
+    def _detect(self, state: ArmState, v: np.ndarray, reward: float) -> None:
+        """The CUSUM step for one update; on a change, scale the arm's evidence by ``keep`` (ridge kept)."""
+        assert self.change is not None
+        k, h, keep = self.change
+        state.since += 1
+        if state.since <= self.dim:
+            return
+        err = reward - float(state.theta @ v)
+        up, down = max(0.0, state.drift[0] + err - k), max(0.0, state.drift[1] - err - k)
+        if up <= h and down <= h:
+            state.drift = (up, down)
+            return
+        ridge = self.ridge * np.eye(self.dim)
+        state.a, state.b = keep * (state.a - ridge) + ridge, keep * state.b
+        state._inv, state._theta, state.drift, state.changes = None, None, (0.0, 0.0), state.changes + 1
+        state.since = 0
+
     def to_dict(self) -> dict[str, Any]:
         return {"dim": self.dim, "alpha": self.alpha, "ridge": self.ridge, "discount": self.discount,
-                "arms": {k: {"a": a.a.tolist(), "b": a.b.tolist(), "n": a.n} for k, a in self.arms.items()}}
+                "change": None if self.change is None else list(self.change),
+                "arms": {k: {"a": a.a.tolist(), "b": a.b.tolist(), "n": a.n, "drift": list(a.drift),
+                             "changes": a.changes, "since": a.since} for k, a in self.arms.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LinUCB":
         """The inverse of ``to_dict``; ``PolicyError`` for a state that is misshapen, not finite or not positive
         definite (a corrupt save)."""
         try:
+            change = d.get("change")
             model = cls(d["arms"].keys(), int(d["dim"]), alpha=float(d["alpha"]), ridge=float(d["ridge"]),
-                        discount=float(d.get("discount", 1.0)))
+                        discount=float(d.get("discount", 1.0)),
+                        change=None if change is None else tuple(float(c) for c in change))
             for name, arm in d["arms"].items():
                 a, b = np.asarray(arm["a"], dtype=np.float64), np.asarray(arm["b"], dtype=np.float64)
                 if a.shape != (model.dim, model.dim) or b.shape != (model.dim,) or not (
                         np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
                     raise PolicyError(f"arm {name!r}: state does not fit dimension {model.dim} or is not finite")
                 np.linalg.cholesky(a)  # symmetric positive definite, or LinAlgError
-                model.arms[name] = ArmState(a, b, int(arm["n"]))
+                drift = tuple(float(g) for g in arm.get("drift", (0.0, 0.0)))
+                if len(drift) != 2 or not all(math.isfinite(g) and g >= 0 for g in drift):
+                    raise PolicyError(f"arm {name!r}: change detector state {drift!r} is not two sums >= 0")
+                model.arms[name] = ArmState(a, b, int(arm["n"]), (drift[0], drift[1]), int(arm.get("changes", 0)),
+                                         int(arm.get("since", arm["n"])))
         except (KeyError, TypeError, ValueError, AttributeError, np.linalg.LinAlgError) as exc:
             if isinstance(exc, PolicyError):
                 raise

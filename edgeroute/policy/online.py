@@ -9,6 +9,10 @@ Warm-up: until ``warmup`` local answers have been learned from, the policy decid
 policy (and leaves the pre-generation decision to the pre-generation probe's threshold) while learning from every
 answer: without it, an early run of bad local answers can lock the bandits onto the cloud.
 
+Each decision point learns the reward's parts separately (``policy.components``) and combines them with the current
+lambdas, so a preset change applies at once; costs are learned with a short memory, quality with a long one and a
+change detector.
+
 Guardrail: a local answer whose confidence is below the calibrated threshold is never accepted unless
 ``allow_below_threshold`` is set; the bandit only chooses above it. When the cloud cannot be reached the bandits
 still decide, but greedily (no exploration), and an escalation then falls back to the flagged local answer.
@@ -28,9 +32,10 @@ from .. import _constants as C
 from .._errors import ConfigError, PolicyError
 from ..store import TraceStore
 from .base import Decision, Policy
+from .components import ComponentBandits, component_key
 from .context import POST_FEATURES, PRE_FEATURES, PRE_PREGEN, Situation, post_context, pre_context
 from .linucb import LinUCB
-from .reward import Outcome, RewardWeights, reward
+from .reward import COMPONENTS, Outcome, RewardWeights, components
 from .state import PolicyState, Update
 
 PRE_ARMS = ("local", "cloud")
@@ -83,6 +88,9 @@ class LinUCBPolicy(Policy):
         alpha: float = C.LINUCB_ALPHA,
         ridge: float = C.LINUCB_RIDGE,
         discount: float = C.LINUCB_DISCOUNT,
+        cost_discount: float = C.LINUCB_COST_DISCOUNT,
+        change: Optional[tuple[float, float, float]] = C.LINUCB_CHANGE,
+        cost_change: Optional[tuple[float, float, float]] = C.LINUCB_COST_CHANGE,
         warmup: int = C.POLICY_WARMUP_ANSWERS,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
@@ -99,15 +107,20 @@ class LinUCBPolicy(Policy):
         self.warmup = warmup
         self.keys = {"pre": f"{model_key}:pre", "post": f"{model_key}:post"}
 
-        def fresh(arms: tuple[str, ...], dim: int) -> LinUCB:
-            return LinUCB(arms, dim, alpha=alpha, ridge=ridge, discount=discount)
+        def fresh(arms: tuple[str, ...], dim: int, part: str) -> LinUCB:
+            if part == "quality":
+                return LinUCB(arms, dim, alpha=alpha, ridge=ridge, discount=discount, change=change)
+            return LinUCB(arms, dim, alpha=0.0, ridge=ridge, discount=cost_discount, change=cost_change)
 
         self._state = PolicyState(store) if store is not None else None
-        self.bandits: dict[str, LinUCB] = {}
+        self.bandits: dict[str, ComponentBandits] = {}
         for point, arms, features in (("pre", PRE_ARMS, PRE_FEATURES), ("post", POST_ARMS, POST_FEATURES)):
-            make = lambda a=arms, d=len(features): fresh(a, d)  # noqa: E731
-            self.bandits[point] = (self._state.attach(self.keys[point], features, make) if self._state
-                                   else make())
+            models = {}
+            for part in COMPONENTS:
+                make = lambda a=arms, d=len(features), c=part: fresh(a, d, c)  # noqa: E731
+                key = component_key(self.keys[point], part)
+                models[part] = self._state.attach(key, features, make) if self._state else make()
+            self.bandits[point] = ComponentBandits(models)
         self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -119,7 +132,7 @@ class LinUCBPolicy(Policy):
     @property
     def warming_up(self) -> bool:
         """True until ``warmup`` local answers have been learned from (the threshold rules decide meanwhile)."""
-        return sum(arm.n for arm in self.bandits["post"].arms.values()) < self.warmup
+        return self.bandits["post"].learned() < self.warmup
 
     def before(self, answer_id: str, situation: Situation,
                probe: Optional[Callable[[], Optional[float]]] = None) -> Optional[Decision]:
@@ -143,7 +156,7 @@ class LinUCBPolicy(Policy):
             self._remember(answer_id, "pre", x)
             if warming:
                 return None
-            scores = self.bandits["pre"].scores(x, explore=explore)
+            scores = self.bandits["pre"].scores(x, self.weights, explore=explore)
         arm = max(PRE_ARMS, key=lambda a: scores[a])
         detail = f"LinUCB before generation: cloud {scores['cloud']:.3f} vs local {scores['local']:.3f}{mode}"
         return Decision(arm == "cloud", detail)
@@ -152,7 +165,7 @@ class LinUCBPolicy(Policy):
         """The cloud's estimate beats local's upper bound (optimism for local only, so a cloud that looks good only
         through its own uncertainty never stops the probe from running) at both ends of the probe's range."""
         for value in (0.0, 1.0):
-            b = self.bandits["pre"].bounds(_with_pregen(x, value))
+            b = self.bandits["pre"].bounds(_with_pregen(x, value), self.weights)
             if b["cloud"][0] <= b["local"][0] + (b["local"][1] if explore else 0.0):
                 return False
         return True
@@ -175,9 +188,9 @@ class LinUCBPolicy(Policy):
                 return forced
             if self.warming_up:
                 return Decision(False, f"confidence {conf:.3f} >= threshold {self.threshold:.3f} (LinUCB warming "
-                                       f"up: {sum(a.n for a in self.bandits['post'].arms.values())}/{self.warmup})")
+                                       f"up: {self.bandits['post'].learned()}/{self.warmup})")
             explore = situation.device.cloud_reachable
-            scores = self.bandits["post"].scores(x, explore=explore)
+            scores = self.bandits["post"].scores(x, self.weights, explore=explore)
         arm = max(POST_ARMS, key=lambda a: scores[a])
         mode = "" if explore else ", cloud unreachable: no exploration"
         return Decision(arm == "escalate", f"LinUCB: escalate {scores['escalate']:.3f} vs accept "
@@ -228,19 +241,17 @@ class LinUCBPolicy(Policy):
     def _learn(self, answer_id: str, entry: dict[str, Any], quality: float) -> None:
         o = entry["outcome"]
         outcome = Outcome(o["route"], float(o["joules"]), float(o["seconds"]), float(o["dollars"]), quality)
-        r = reward(outcome, self.weights)
+        parts = components(outcome)
         contexts = entry["contexts"]
         local_ran = "post" in contexts
-        updates = []
+        taken: list[tuple[str, str]] = []
         if "pre" in contexts:
-            arm = "local" if local_ran or outcome.route != "cloud" else "cloud"
-            updates.append(Update(self.keys["pre"], arm, contexts["pre"], r))
+            taken.append(("pre", "local" if local_ran or outcome.route != "cloud" else "cloud"))
         if local_ran:
-            arm = "escalate" if outcome.route == "cloud" else "accept"
-            updates.append(Update(self.keys["post"], arm, contexts["post"], r))
+            taken.append(("post", "escalate" if outcome.route == "cloud" else "accept"))
         if self._state is not None:
-            self._state.learn(answer_id, updates)
+            self._state.learn(answer_id, [Update(component_key(self.keys[point], c), arm, contexts[point], parts[c])
+                                          for point, arm in taken for c in COMPONENTS])
         else:
-            point = {v: k for k, v in self.keys.items()}
-            for u in updates:
-                self.bandits[point[u.key]].update(u.arm, u.context, u.reward)
+            for point, arm in taken:
+                self.bandits[point].update(arm, contexts[point], parts)

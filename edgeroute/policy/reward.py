@@ -52,10 +52,26 @@ class Outcome:
     quality: Optional[float] = None
 
 
-def reward(outcome: Outcome, weights: RewardWeights, quality: Optional[float] = None) -> float:
-    """The reward of ``outcome`` (its own quality unless ``quality`` is given)."""
+#: The reward's parts, each in its reference unit: quality in [0, 1], joules / ``REF_J``, seconds / ``REF_S``,
+#: dollars / ``REF_USD``.
+COMPONENTS = ("quality", "energy", "latency", "cost")
+
+
+def components(outcome: Outcome, quality: Optional[float] = None) -> dict[str, float]:
+    """``outcome``'s reward parts in reference units (its own quality unless ``quality`` is given)."""
     q = outcome.quality if quality is None else quality
     if q is None or not 0.0 <= q <= 1.0:
         raise PolicyError(f"quality must be in [0, 1], got {q!r}")
-    return (q - weights.energy * outcome.joules / C.REWARD_REF_J - weights.latency * outcome.seconds / C.REWARD_REF_S
-            - weights.cost * outcome.dollars / C.REWARD_REF_USD)
+    return {"quality": float(q), "energy": outcome.joules / C.REWARD_REF_J, "latency": outcome.seconds / C.REWARD_REF_S,
+            "cost": outcome.dollars / C.REWARD_REF_USD}
+
+
+def combine(parts: dict[str, float], weights: RewardWeights) -> float:
+    """Quality minus the weighted costs, from parts in reference units (measured or predicted)."""
+    return (parts["quality"] - weights.energy * parts["energy"] - weights.latency * parts["latency"]
+            - weights.cost * parts["cost"])
+
+
+def reward(outcome: Outcome, weights: RewardWeights, quality: Optional[float] = None) -> float:
+    """The reward of ``outcome`` (its own quality unless ``quality`` is given)."""
+    return combine(components(outcome, quality), weights)

@@ -102,7 +102,8 @@ class PolicyState:
         except (PolicyError, ValueError, TypeError) as exc:
             return self._reset(conn, key, features, fresh(), reason=str(exc))
         template = fresh()
-        tracked.model.alpha = template.alpha  # exploration may be re-tuned without forgetting
+        tracked.model.alpha = template.alpha  # exploration and change detection may be re-tuned without forgetting
+        tracked.model.change = template.change
         return tracked
 
     def _reset(self, conn: sqlite3.Connection, key: str, features: Sequence[str], model: LinUCB,
