@@ -34,6 +34,10 @@ REPEAT_MAX_PERIOD_TOKENS = 16
 REPEAT_MIN_REPEATS = 3
 #: ... over at least this many tokens makes the answer unusable (escalated like a cut-off answer).
 REPEAT_MIN_LOOP_TOKENS = 24
+#: Mid-stream handoff (``signals.prefix``): the prefix is scored every this many answer tokens, and the floor cuts at
+#: most this share of the calibration split's accepted-and-correct answers.
+HANDOFF_EVERY_TOKENS = 8
+HANDOFF_MAX_CUT = 0.02
 #: Escalate to the cloud when confidence (estimated P(local answer correct)) is below this.
 DEFAULT_THRESHOLD = 0.5
 

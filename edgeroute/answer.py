@@ -26,7 +26,7 @@ class Answer:
     ``energy`` is the device-side energy in joules with its method (``measured`` or ``estimated``, and from what),
     split into the local generation and the wait for the cloud, plus joules per local output token; for a cloud
     answer ``energy.cloud`` is the datacenter's side, always ``estimated`` from tokens (``energy.sides``: both).
-    ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``repetition``, ``offline``,
+    ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``repetition``, ``handoff``, ``offline``,
     ``prompt_too_long``, ``uncalibrated`` (sampled, not greedy: the calibration does not cover it), ``drift`` (this
     device's traffic has moved from the calibration's, or its threshold was shown to break its promise: ``risk``).
     ``finish_reason`` is ``stop`` (the answer ended, or hit a stop sequence) or ``length`` (cut by the token
@@ -88,11 +88,13 @@ class Answer:
 class StreamEvent:
     """One event of ``Router.stream``.
 
-    ``type`` is ``token`` (``text`` is the next piece, ``source`` says whose), ``escalate`` (the local pieces sent so
-    far are superseded by the cloud's answer that follows; ``text`` is the reason) or ``done`` (``answer`` is set).
+    ``type`` is ``token`` (``text`` is the next piece, ``source`` says whose), ``handoff`` (the local decode was
+    stopped early because its prefix looked hopeless; ``text`` is the reason; an ``escalate`` follows when the cloud
+    answers), ``escalate`` (the local pieces sent so far are superseded by the cloud's answer that follows; ``text``
+    is the reason) or ``done`` (``answer`` is set).
     """
 
-    type: Literal["token", "escalate", "done"]
+    type: Literal["token", "handoff", "escalate", "done"]
     text: str = ""
     source: str = ""
     answer: Optional[Answer] = None

@@ -62,6 +62,8 @@ class Parts:
     owned: list[Any] = field(default_factory=list)
     #: The risk on this device's traffic (``edgeroute.risk``); None with a policy passed in.
     risk: Optional[Any] = None
+    #: The mid-stream handoff rule (``signals.prefix.HandoffRule``) from the calibration; None: answers complete.
+    handoff: Optional[Any] = None
 
 
 def needs_key(url: str) -> bool:
@@ -231,11 +233,26 @@ def _build(cfg: RouterConfig, owned: list[Any], local: Optional[LocalModel], clo
         privacy = PrivacyDetector(cfg.privacy_kinds, extra=extra)
     parts = Parts(cfg, local, cloud, signals, pregen, policy, store, energy, privacy, calibration, source, disabled,
                   owned)
+    parts.handoff = handoff_rule(cfg, local, calibration)
     if source != "policy passed in":
         judge = confidence_signal(signals)
         parts.risk = build_risk(parts, threshold, judge.confidence_id if judge else "")
         owned.append(parts.risk)
     return parts
+
+
+def handoff_rule(cfg: RouterConfig, local: LocalModel, calibration: Optional[Calibration]) -> Optional[Any]:
+    """The calibration's handoff rule when ``cfg.handoff`` is on and the engine takes a ``watch``; a damaged rule
+    is ignored with a warning (answers then complete)."""
+    if not (cfg.handoff and local.watches and calibration is not None and calibration.handoff):
+        return None
+    from .signals.prefix import HandoffRule
+
+    try:
+        return HandoffRule.from_dict(calibration.handoff)
+    except ConfigError as exc:
+        warnings.warn(f"edgeroute: ignoring the calibration's handoff rule: {exc}", RuntimeWarning, stacklevel=4)
+        return None
 
 
 def build_risk(parts: Parts, threshold: float, confidence_id: str) -> Any:

@@ -308,12 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
-    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer", "privacy", "risk"), default="report",
+    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer", "privacy", "risk", "handoff"),
+                       default="report",
                        help="report (default): signals and deferral curves; policy: replay the routing policies; "
                             "transfer: the judgement on families and sources it was not trained on (LOFO, LOSO, "
                             "held-out families, risk-coverage); privacy: the privacy gate's recall and false "
                             "positives on its labelled corpus (--data: your own); risk: a distribution shift replayed "
-                            "through the online risk control")
+                            "through the online risk control; handoff: the mid-stream handoff replayed on the "
+                            "cached answers (ablation; --save keeps the rule in the calibration)")
     bench.add_argument("--epsilon", type=float,
                        help="transfer: the accepted-answer error for risk-coverage (default 0.1); risk: the error "
                             "to hold (default: the strictest the calibration split certifies)")
@@ -327,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="write report.md, report.json and PNG plots to this folder")
     bench.add_argument("--no-cache", action="store_true", help="regenerate every answer")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.add_argument("--save", nargs="?", const="user", default=None, metavar="PATH",
+                       help="handoff: write the chosen rule into the calibration (default: yours for this model; "
+                            "PATH: that calibration file)")
     bench.add_argument("--cloud-url", help="measure a real cloud (cached) instead of assuming one; bench policy: "
                                            "'stand-in' (its default) starts the loopback llama_cpp.server")
     bench.add_argument("--cloud-model", help="model name to ask the cloud for")

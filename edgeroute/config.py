@@ -31,7 +31,9 @@ class RouterConfig:
     token's P(<CN>) as the ``selfref`` signal (one extra token of compute per answer). ``probe`` uses the shipped
     hidden-state probe (when it matches the model) for the confidence; ``pregen`` lets
     the pre-generation probe skip local generation below ``pregen_threshold`` (None: the probe's own) when the
-    cloud can take the query. ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
+    cloud can take the query; ``handoff`` stops a local decode whose prefix looks hopeless and hands it to the cloud
+    (``signals.prefix``; only with a calibration that carries a handoff rule, never offline or for private prompts).
+    ``threshold`` None means: the calibration saved by ``edgeroute calibrate`` for this model if there is one,
     else ``DEFAULT_THRESHOLD``. ``energy_meters`` restricts the energy backends (e.g. ``("rapl",)`` or ``("estimate",)``; None: detect);
     ``prompt_format`` "auto" uses the GGUF's chat template, or for a GGUF without one (a base model) the completion
     format ``Question: ...\nAnswer:`` with stops (``local.chat_format``). ``n_threads`` "auto" (default) chooses the decode threads from the load before each answer
@@ -77,6 +79,7 @@ class RouterConfig:
     selfref: bool = False
     pregen: bool = True
     pregen_threshold: Optional[float] = None
+    handoff: bool = True
     threshold: Optional[float] = None
     on_unknown: str = "escalate"
     local_only: bool = False
@@ -233,6 +236,7 @@ class RouterOptions(typing.TypedDict, total=False):
     selfref: bool
     pregen: bool
     pregen_threshold: Optional[float]
+    handoff: bool
     threshold: Optional[float]
     on_unknown: str
     local_only: bool

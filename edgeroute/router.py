@@ -14,6 +14,7 @@ from ._errors import ConfigError
 from .answer import Answer, StreamEvent
 from .streams import AnswerStream, events_in_thread
 from .assembly import build_parts
+from .signals.prefix import HandoffRule
 from .cloud.base import CloudBackend
 from .config import RouterConfig, load_config
 from .energy.monitor import EnergyMonitor
@@ -79,6 +80,8 @@ class Router:
     energy: Optional[EnergyMonitor] = _part("energy", "The energy monitor (None: energy=False).")
     privacy: Optional[PrivacyDetector] = _part(
         "privacy", "The privacy gate's detector (None: privacy_detect=False): matches never leave the device.")
+    handoff: Optional[HandoffRule] = _part(
+        "handoff", "The mid-stream handoff rule from the calibration (None: local answers always complete).")
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Optional, Union
 
 import numpy as np
@@ -40,6 +40,8 @@ class MockLocalModel(LocalModel):
     name = "mock-local"
     #: Honours every ``Sampling`` field but ``json_schema`` (a grammar needs a real engine).
     honours = frozenset({"temperature", "top_p", "top_k", "min_p", "seed", "stop", "logprobs", "top_logprobs"})
+    #: Takes ``watch`` (the mid-stream handoff's hook).
+    watches = True
 
     def __init__(self, *, n_ctx: int = 2048, n_embd: int = 8, token_delay_s: float = 0.0) -> None:
         super().__init__()
@@ -92,8 +94,9 @@ class MockLocalModel(LocalModel):
         temperature: float = 0.0,
         cancel: Optional[threading.Event] = None,
         sampling: Optional[Sampling] = None,
+        watch: Optional[Callable[[list[int], list[float], list[float]], bool]] = None,
     ) -> Generator[str, None, Generation]:
-        """The queued answer word by word. ``sampling``: ``stop`` cuts it as a real engine does; ``logprobs`` gives
+        """The queued answer word by word (``watch``: see ``LocalModel.watches``; it stops after a word). ``sampling``: ``stop`` cuts it as a real engine does; ``logprobs`` gives
         each word's queued logprob with ``top_logprobs`` alternatives (the word, then ``<alt1>``... each 1 nat
         less likely); the sampling knobs are accepted and change nothing (the double is deterministic)."""
         sampling = sampling or Sampling()
@@ -118,7 +121,7 @@ class MockLocalModel(LocalModel):
             t0 = time.perf_counter()
             scanner = StopScanner(sampling.stop) if sampling.stop else None
             shown: list[str] = []
-            stopped = False
+            stopped = handed = False
             for i, word in enumerate(words):
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation cancelled by the caller")
@@ -132,6 +135,11 @@ class MockLocalModel(LocalModel):
                     yield piece
                 if scanner is not None and scanner.stopped:
                     words, stopped = words[: i + 1], True
+                    break
+                if watch is not None and i + 1 < len(words) and watch(
+                        [self._vocab.setdefault(w, len(self._vocab)) for w in words[: i + 1]], lps[: i + 1],
+                        ents[: i + 1]):
+                    words, handed = words[: i + 1], True
                     break
             if scanner is not None and not stopped:
                 tail = scanner.flush()
@@ -156,8 +164,8 @@ class MockLocalModel(LocalModel):
                 prompt_tokens=n_prompt,
                 prefill_s=0.0,
                 decode_s=time.perf_counter() - t0,
-                finish_reason="stop" if stopped or len(all_words) <= budget else "length",
-                truncated=not stopped and len(all_words) > budget and budget < max_tokens,
+                finish_reason="handoff" if handed else "stop" if stopped or len(all_words) <= budget else "length",
+                truncated=not stopped and not handed and len(all_words) > budget and budget < max_tokens,
                 prompt_hidden=hidden[f"prompt@{main}"],
                 answer_hidden=hidden[f"answer@{main}"],
                 answer_hidden_mean=hidden[f"answer_mean@{main}"],

@@ -33,6 +33,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_transfer(args)
     if args.what == "risk":
         return _cmd_bench_risk(args)
+    if args.what == "handoff":
+        return _cmd_bench_handoff(args)
     if args.what == "privacy":
         from . import privacy
 
@@ -127,6 +129,22 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
                   f"{g['linucb_gap_to_hindsight'] or float('nan'):+.1%})")
     if report.get("plots"):
         print("plots: " + ", ".join(report["plots"]))
+    return 0
+
+
+def _cmd_bench_handoff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .handoff import handoff_report, markdown, save_rule
+    from .report import public
+    from .runner import RunParams
+
+    report = handoff_report(model=args.model, params=RunParams(max_tokens=args.max_tokens),
+                            progress=None if args.quiet else sys.stderr,
+                            out_dir=Path(args.out) if args.out else None)
+    if args.save is not None:
+        report["saved_to"] = str(save_rule(report, args.model, None if args.save == "user" else Path(args.save)))
+    print(json.dumps(public(report), indent=2) if args.json else markdown(report))
     return 0
 
 

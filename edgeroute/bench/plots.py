@@ -134,3 +134,23 @@ def write_policy_series_plot(report: dict[str, Any], out_dir: Path, window: int 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def write_handoff_plot(report: dict[str, Any], out_dir: Path) -> Path:
+    """``handoff.png``: decode saved on escalated answers against accepted-and-correct answers lost, as the floor
+    moves, per report split; the shipped floor marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for split, pts in report["_sweep"].items():
+        ax.plot([p[1] * 100 for p in pts], [p[2] * 100 for p in pts], marker=".", label=split)
+    rule = report.get("rule") or {}
+    if rule.get("floor") is not None:
+        ax.set_title(f"mid-stream handoff: floor moving 0-0.6 (shipped {rule['floor']:.3f})")
+    ax.axvline(report["basis"]["max_cut"] * 100, color="grey", linestyle=":", label="max cut")
+    ax.set_xlabel("accepted-and-correct answers cut (%)")
+    ax.set_ylabel("local decode saved on escalated answers (%)")
+    ax.legend()
+    path = out_dir / "handoff.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

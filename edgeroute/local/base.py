@@ -47,7 +47,7 @@ class Generation:
     prompt_tokens: int
     prefill_s: float
     decode_s: float
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "handoff" (the engine's watch stopped it)
     prompt_hidden: Optional[np.ndarray] = None
     answer_hidden: Optional[np.ndarray] = None
     answer_hidden_mean: Optional[np.ndarray] = None
@@ -104,6 +104,9 @@ class LocalModel(abc.ABC):
     engine_build: str = ""
     #: The ``Sampling`` fields ``stream(sampling=...)`` honours; a request that sets another goes to the cloud.
     honours: frozenset[str] = frozenset()
+    #: True when ``stream`` takes ``watch``: a callable given (token ids, logprobs, entropies) of the answer so far
+    #: after every token; when it returns True the engine stops there with ``finish_reason`` "handoff".
+    watches: bool = False
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

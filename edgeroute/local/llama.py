@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -84,6 +84,7 @@ class LlamaCppModel(LocalModel):
         self.engine_build = folder_key(Path(llama_cpp.__file__).parent / "lib")
         self.hidden_states = hidden_states
         self.honours = HONOURED
+        self.watches = True  # stream(watch=...): the mid-stream handoff
         self._seed = seed
         self._fingerprint: Optional[str] = None
         if extra_buffers is None:
@@ -296,9 +297,11 @@ class LlamaCppModel(LocalModel):
         temperature: float = 0.0,
         cancel: Optional[threading.Event] = None,
         sampling: Optional[Sampling] = None,
+        watch: Optional[Callable[[list[int], list[float], list[float]], bool]] = None,
     ) -> Generator[str, None, Generation]:
         """``sampling`` (default: greedy, or ``temperature`` alone) is honoured through llama.cpp's sampler chain;
-        plain greedy decoding takes the argmax directly (the path the calibration was fitted on)."""
+        plain greedy decoding takes the argmax directly (the path the calibration was fitted on). ``watch``: see
+        ``LocalModel.watches``."""
         if sampling is None:
             sampling = Sampling(temperature=temperature) if temperature > 0 else GREEDY
         if self.prompt_format == "completion":  # a base model goes on to the next question: stop it there
@@ -371,6 +374,9 @@ class LlamaCppModel(LocalModel):
                         keep = tokens_within(texts, len(scanner.text))
                         del ids[keep:], logprobs[keep:], entropies[keep:], margins[keep:], alternatives[keep:]
                         del texts[keep:]
+                        break
+                    if watch is not None and len(ids) < budget and watch(ids, logprobs, entropies):
+                        finish = "handoff"
                         break
                     if len(ids) < budget:
                         if capture is not None:

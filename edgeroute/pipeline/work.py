@@ -51,6 +51,8 @@ class Work:
     escalated: bool = False
     novel: Optional[bool] = None
     novelty: Optional[float] = None
+    #: Why the local decode was stopped early and handed to the cloud (``handoff after N tokens: ...``), or None.
+    handoff: Optional[str] = None
 
 
 def energy_begin(monitor: Optional[EnergyMonitor], cpu: CpuScope) -> Optional[EnergyWindow]:

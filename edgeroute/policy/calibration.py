@@ -97,6 +97,8 @@ class Calibration:
     created: float = field(default_factory=time.time)
     #: The engine record of the answers it was calibrated on (``local.golden``), or None.
     engine: Optional[dict[str, Any]] = None
+    #: The mid-stream handoff rule chosen on the same split (``signals.prefix.HandoffRule.to_dict``), or None.
+    handoff: Optional[dict[str, Any]] = None
 
     def describe(self) -> str:
         if self.mode == "selective":
