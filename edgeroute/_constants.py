@@ -71,10 +71,12 @@ LINUCB_RIDGE = 0.05
 LINUCB_DISCOUNT = 0.998
 #: The cost parts (energy, latency, money), nearly noise-free, are learned with a short memory (~100 answers) ...
 LINUCB_COST_DISCOUNT = 0.99
-#: ... and the parts' change detectors (``LinUCB.change``): CUSUM allowance and threshold, in the part's reference
-#: units, and the share of evidence kept when one fires. Chosen on the train split's replays (docs/policy.md).
+#: ... and quality's change detector (``LinUCB.change``): CUSUM allowance and threshold (quality units) and the share
+#: of evidence kept when it fires. The cost parts have none: their short memory follows a change, and a detector on
+#: them (an arm's cost mixes escalated and accepted answers) fired on noise. Chosen on train-split replays
+#: (docs/policy.md).
 LINUCB_CHANGE: Optional[tuple[float, float, float]] = (0.1, 4.0, 0.05)
-LINUCB_COST_CHANGE: Optional[tuple[float, float, float]] = (0.5, 4.0, 0.05)
+LINUCB_COST_CHANGE: Optional[tuple[float, float, float]] = None
 #: A fresh policy acts like the calibrated threshold policy (and the pre-generation probe's threshold) until this
 #: many local answers have been learned from, so both arms of both bandits see data before LinUCB takes over.
 POLICY_WARMUP_ANSWERS = 100

@@ -162,3 +162,56 @@ def test_a_handoff_on_the_real_model_is_answered_by_a_real_cloud_server(real_mod
     assert a.tokens["completion"] == 8 and a.latency_ms["decode"] > 0
     assert [e.type for e in events].count("handoff") == 1
     router.close()
+
+
+def test_the_online_policy_learns_a_handoff_as_an_escalation_with_the_local_cost_paid(tmp_path):
+    from edgeroute.policy.reward import Outcome, components
+
+    local = MockLocalModel(token_delay_s=0.002)
+    save_calibration(Calibration(0.3, "guarantee", 400, 0.5, 0.05, epsilon=0.1, delta=0.05, model=local.fingerprint,
+                                 handoff=stats_rule().to_dict()))
+    router = Router(local_model=local, cloud=MockCloud(), routing="linucb", trace_path=str(tmp_path / "t.db"),
+                    pregen=False)
+    local.enqueue(WORDS, logprobs=lost_after(16))
+    a = router.ask("What is the capital of Australia?", max_tokens=64)
+    assert "handoff" in a.flags and a.route == "cloud"
+    post = router.policy.bandits["post"]
+    assert post.quality.arms["escalate"].n == 1 and post.quality.arms["accept"].n == 0  # learned as an escalation
+    state = router.policy._state
+    key = router.policy.keys["post"]
+    learned = {part: state.updates(f"{key}/{part}")[-1][4] for part in ("energy", "latency")}
+    paid = components(Outcome("cloud", a.energy.joules_in("both") or 0.0, a.latency_ms["total"] / 1000.0, 0.0, 0.9))
+    assert learned["latency"] == pytest.approx(paid["latency"]) and learned["latency"] > 0.024  # 24 tokens x 2 ms
+    assert learned["energy"] == pytest.approx(paid["energy"])
+    router.close()
+
+
+# --- the endpoint -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["hold", "live"])
+def test_the_endpoint_streams_a_handoff_as_an_escalation(tmp_path, mode):
+    import openai
+
+    from edgeroute.server import EdgerouteServer
+
+    cloud = MockCloud()
+    router, local = routed(tmp_path, cloud=cloud)
+    server = EdgerouteServer(router, port=0)
+    server.start_background()
+    try:
+        local.enqueue(WORDS, logprobs=lost_after(16))
+        cloud.enqueue("Canberra.")
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        chunks = list(client.chat.completions.create(
+            model="edgeroute", messages=[{"role": "user", "content": "Capital of Australia?"}], stream=True,
+            max_tokens=64, extra_body={"edgeroute": {"stream": mode}}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    meta = chunks[-1].model_extra["edgeroute"]
+    assert meta["route"] == "cloud" and "handoff" in meta["flags"] and "handoff after 24 tokens" in meta["reason"]
+    events = [c.model_extra.get("edgeroute", {}).get("event") for c in chunks if c.model_extra]
+    if mode == "hold":
+        assert text == "Canberra." and "escalate" not in events  # the client sees the cloud's answer only
+    else:  # the 24 local words went out as decoded, then the escalate event supersedes them
+        assert text == " ".join(WORDS.split()[:24]) + "Canberra." and "escalate" in events

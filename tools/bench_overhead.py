@@ -6,6 +6,10 @@ hidden states, perplexity confidence) and the SQLite trace written, alternating 
 noise hits both sides alike.
 
     python tools/bench_overhead.py --json
+    python tools/bench_overhead.py --watch --json   # the mid-stream handoff's watch: decode with it / without it
+
+``--watch`` compares the engine's decode with the shipped handoff rule's watch attached (its floor set to 0, so it
+scores every 8 tokens and never fires) against the same decode without it, alternating prompt by prompt.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--n", type=int, default=len(PROMPTS), help="number of prompts (default 30)")
     ap.add_argument("--model", default=None, help="GGUF path (default: the default model)")
+    ap.add_argument("--watch", action="store_true", help="measure the handoff watch's cost on the decode instead")
     args = ap.parse_args()
+    if args.watch:
+        return watch_overhead(args)
 
     import llama_cpp
 
@@ -101,6 +108,47 @@ def main() -> int:
     router.close()
     local.close()
     raw.close()
+    return 0
+
+
+def watch_overhead(args: argparse.Namespace) -> int:
+    """The engine's decode with the handoff watch (never firing) against without it, prompt by prompt."""
+    import dataclasses
+
+    from edgeroute import Router
+    from edgeroute.local.base import drain
+    from edgeroute.local.llama import LlamaCppModel
+    from edgeroute.signals.prefix import HandoffWatch
+    from edgeroute.testing import MockCloud
+
+    local = LlamaCppModel(args.model, n_ctx=2048, n_threads=os.cpu_count() or 1)
+    router = Router(local_model=local, cloud=MockCloud(), trace=False)
+    if router.handoff is None:
+        print("no handoff rule for this model (its calibration carries none)", file=sys.stderr)
+        return 2
+    rule = dataclasses.replace(router.handoff, floor=0.0)  # scores every check, never fires
+
+    def run(p: str, watched: bool) -> tuple[float, int]:
+        msgs = [{"role": "user", "content": p}]
+        extra = {"watch": HandoffWatch(rule)} if watched else {}
+        t = time.perf_counter()
+        g = drain(local.stream(msgs, max_tokens=args.max_tokens, **extra))
+        return time.perf_counter() - t, g.completion_tokens
+
+    run("warm up", False), run("warm up", True)
+    plain_s = watched_s = 0.0
+    same = 0
+    prompts = (PROMPTS * ((args.n + len(PROMPTS) - 1) // len(PROMPTS)))[: args.n]
+    for i, p in enumerate(prompts):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        got = {w: run(p, w) for w in order}
+        plain_s, watched_s = plain_s + got[False][0], watched_s + got[True][0]
+        same += int(got[False][1] == got[True][1])
+    print(json.dumps({"prompts": len(prompts), "max_tokens": args.max_tokens, "every": rule.every,
+                      "ratio": round(watched_s / plain_s, 4), "plain_s": round(plain_s, 3),
+                      "watched_s": round(watched_s, 3), "same_token_counts": same}))
+    router.close()
+    local.close()
     return 0
 
 

@@ -43,7 +43,7 @@ def settle(parts: Parts, verifier: Optional[Verifier], work: Work, answer: Answe
 
 
 #: Flags of an answer that is escalated whatever its confidence (outside the risk control's population).
-_DEFECTS = ("repetition", "truncated", "prompt_too_long")
+_DEFECTS = ("repetition", "truncated", "prompt_too_long", "handoff")  # handoff: an unfinished prefix
 
 
 def risk(parts: Parts, work: Work, answer: Answer, block: Optional[tuple[str, str]]) -> None:
