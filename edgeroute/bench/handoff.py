@@ -281,7 +281,7 @@ def _sweep(data: dict[str, list[Answer]], model: PrefixModel, shipped: Sequence[
     out = {}
     for split in REPORT_SPLITS:
         pts = []
-        for floor in np.linspace(0.0, 0.6, 31):
+        for floor in np.concatenate([[0.0], np.geomspace(0.002, 0.6, 40)]):  # fine where the shipped floor lies
             m = measure(data[split], comps, model, float(floor), prefill_share)
             pts.append((float(floor), m["accepted_correct_lost_share"], m["decode_saved_share"]))
         out[split] = pts

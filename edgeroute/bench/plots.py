@@ -141,11 +141,15 @@ def write_handoff_plot(report: dict[str, Any], out_dir: Path) -> Path:
     moves, per report split; the shipped floor marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
-    for split, pts in report["_sweep"].items():
-        ax.plot([p[1] * 100 for p in pts], [p[2] * 100 for p in pts], marker=".", label=split)
     rule = report.get("rule") or {}
+    for split, pts in report["_sweep"].items():
+        line, = ax.plot([p[1] * 100 for p in pts], [p[2] * 100 for p in pts], marker=".", label=split)
+        if rule.get("floor") is not None:  # where the shipped floor lands on this split
+            m = report["ablation"][[r.get("components") for r in report["ablation"]].index(report["shipped"])][split]
+            ax.plot([m["accepted_correct_lost_share"] * 100], [m["decode_saved_share"] * 100], marker="*",
+                    markersize=14, color=line.get_color())
     if rule.get("floor") is not None:
-        ax.set_title(f"mid-stream handoff: floor moving 0-0.6 (shipped {rule['floor']:.3f})")
+        ax.set_title(f"mid-stream handoff: the floor from 0 to 0.6 (star: shipped, {rule['floor']:.3f})")
     ax.axvline(report["basis"]["max_cut"] * 100, color="grey", linestyle=":", label="max cut")
     ax.set_xlabel("accepted-and-correct answers cut (%)")
     ax.set_ylabel("local decode saved on escalated answers (%)")

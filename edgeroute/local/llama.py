@@ -2,8 +2,7 @@
 
 Per step it reads that step's logits in place (a zero-copy view of llama.cpp's buffer, ``n_vocab`` floats), picks
 the token, and computes the chosen token's logprob, the distribution's entropy and the margin over the runner-up with
-numpy in O(vocab) memory.
-No ``logits_all`` (an ``n_ctx x n_vocab`` array) and no ``top_logprobs`` path (a Python loop over the vocabulary).
+numpy in O(vocab) memory: no ``logits_all`` (``n_ctx x n_vocab``), no Python loop over the vocabulary.
 
 Hidden states come from the same context: a ``LayerCapture`` (llama.cpp's eval callback, about 2-4 % of decode time)
 copies some blocks' outputs (``hidden_layers``) for the last prompt token and for every answer token; the Generation
@@ -146,8 +145,8 @@ class LlamaCppModel(LocalModel):
             self.load_selfref(selfref)
 
     def load_selfref(self, adapter: SelfRefAdapter) -> None:
-        """Load a Self-REF adapter's LoRA (kept off: generation never sees it; only the confidence slot does).
-        ``ModelLoadError`` when it was trained on another model."""
+        """Load a Self-REF adapter's LoRA (off: only the confidence slot sees it); ``ModelLoadError`` for another
+        model's."""
         if self._adapter is not None:
             raise ModelLoadError("a Self-REF adapter is loaded already")
         if not adapter.fits(self.fingerprint):
@@ -237,8 +236,7 @@ class LlamaCppModel(LocalModel):
                 capture.error = f"llama.cpp's {self.architecture} graph computed no {', '.join(capture.missing())} node"
 
     def _eval_captured(self, tokens: list[int]) -> dict[int, np.ndarray]:
-        """Evaluate ``tokens`` and return the captured hidden state of the last one per block (empty without
-        capture)."""
+        """Evaluate ``tokens``; the captured hidden state of the last one per block (empty without capture)."""
         capture = self._capture
         if capture is None:
             self._llama.eval(tokens)
@@ -277,8 +275,7 @@ class LlamaCppModel(LocalModel):
         return 0
 
     def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
-        """Evaluate the prompt and return its last token's hidden state (primary block). The KV cache is kept: a
-        ``stream`` of the same messages then re-evaluates only the last prompt token."""
+        """The prompt's last hidden state (primary block); the KV cache is kept for the ``stream`` that follows."""
         if not self.hidden_states:
             return None
         tokens = self.prompt_token_ids(messages)
@@ -300,8 +297,7 @@ class LlamaCppModel(LocalModel):
         watch: Optional[Callable[[list[int], list[float], list[float]], bool]] = None,
     ) -> Generator[str, None, Generation]:
         """``sampling`` (default: greedy, or ``temperature`` alone) is honoured through llama.cpp's sampler chain;
-        plain greedy decoding takes the argmax directly (the path the calibration was fitted on). ``watch``: see
-        ``LocalModel.watches``."""
+        greedy takes the argmax directly (the calibrated path). ``watch``: see ``LocalModel.watches``."""
         if sampling is None:
             sampling = Sampling(temperature=temperature) if temperature > 0 else GREEDY
         if self.prompt_format == "completion":  # a base model goes on to the next question: stop it there
