@@ -90,7 +90,8 @@ class Deadline:
 
     def check(self) -> None:
         if self.end is not None and time.monotonic() > self.end:
-            raise CloudTimeoutError(f"{self.base_url}: no complete answer within {self.timeout_s:g} s")
+            # .3g: the retry loop passes what is left of its deadline (1.99999 s of 2), and the message says 2 s
+            raise CloudTimeoutError(f"{self.base_url}: no complete answer within {self.timeout_s:.3g} s")
 
 
 def post_json(client: httpx.Client, base_url: str, path: str, payload: dict[str, Any],
