@@ -79,9 +79,9 @@ def main() -> int:
     ap.add_argument("--data", default=None, help="a corpus JSONL in the shipped format (default: the shipped one)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    from edgeroute.bench.api import _model
+    from edgeroute.bench.api import open_model
 
-    model, _ = _model(args.model, selfref=True, hidden_layers="candidates")  # every block a probe may read
+    model, _ = open_model(args.model, selfref=True, hidden_layers="candidates")  # every block a probe may read
     fingerprint, n_embd, layer, layers = model.fingerprint, model.n_embd, model.hidden_layer, model.hidden_layers
     engine = json.dumps(model.golden())  # recorded in both probes; the Router refuses them on an engine that differs
     items = load_items(args.data)

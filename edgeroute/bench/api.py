@@ -25,7 +25,7 @@ from ..signals import SelfRefBlend, confidence_signal, default_signals
 from ..signals.probe import PregenProbe, model_identity
 
 
-def _needs_hidden(signals: list[Any]) -> bool:
+def needs_hidden(signals: list[Any]) -> bool:
     """A hidden-state probe is among ``signals``, so cached records need their hidden states."""
     from ..signals.probe import ProbeSignal
 
@@ -44,8 +44,8 @@ def _provider(signals: list[Any]) -> str:
     return str(signal.provides_confidence)
 
 
-def _model(model: Optional[str | LocalModel], *, selfref: bool = False,
-           hidden_layers: Optional[Union[str, tuple[int, ...]]] = None) -> tuple[LocalModel, bool]:
+def open_model(model: Optional[str | LocalModel], *, selfref: bool = False,
+               hidden_layers: Optional[Union[str, tuple[int, ...]]] = None) -> tuple[LocalModel, bool]:
     """The engine to run (and whether this module owns it); with ``selfref``, the shipped Self-REF adapter is
     loaded when it was trained on this model; ``hidden_layers``: the blocks to capture (default: the engine's)."""
     if isinstance(model, LocalModel):
@@ -82,11 +82,11 @@ def run_bench(
     With ``out_dir``, also writes ``report.md``, ``report.json`` and the PNG plots there."""
     t0 = time.perf_counter()
     items = load_items(data, split)[: limit or None]
-    local_model, owned = _model(model, selfref=selfref)
+    local_model, owned = open_model(model, selfref=selfref)
     try:
         signals = _signals(local_model)
         pregen = PregenProbe(**model_identity(local_model))
-        hidden = _needs_hidden(signals) or pregen.available  # the probes need the cached hidden states
+        hidden = needs_hidden(signals) or pregen.available  # the probes need the cached hidden states
         local, info = run_local(items, local_model, params, use_cache=use_cache, progress=progress,
                                 need_hidden=hidden, need_selfref=selfref)
         # the report's confidence is the Router's default one; the Self-REF blend is listed among the signals
@@ -216,10 +216,10 @@ def calibrate(
     from dataclasses import replace
 
     items = load_items(data, "calibration" if data is None else None)
-    local_model, owned = _model(model, selfref=selfref)
+    local_model, owned = open_model(model, selfref=selfref)
     try:
         signals = _signals(local_model)
-        records, _ = run_local(items, local_model, params, progress=progress, need_hidden=_needs_hidden(signals),
+        records, _ = run_local(items, local_model, params, progress=progress, need_hidden=needs_hidden(signals),
                                need_selfref=selfref)
         records = rescore(records, items, signals)
         fingerprint, engine = local_model.fingerprint, local_model.golden()

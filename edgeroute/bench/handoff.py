@@ -188,16 +188,16 @@ def load_answers(split: str, model: Any, params: Any, every: int, progress: Opti
     calibrated threshold."""
     from ..policy.calibration import load_calibration
     from ..signals import confidence_signal, default_signals
-    from .api import _model, _needs_hidden
+    from .api import needs_hidden, open_model
     from .datasets import load_items
     from .grading import grade
     from .runner import rescore, run_local
 
     items = load_items(None, split)
-    local, owned = _model(model)
+    local, owned = open_model(model)
     try:
         signals = default_signals(local)
-        records, info = run_local(items, local, params, progress=progress, need_hidden=_needs_hidden(signals))
+        records, info = run_local(items, local, params, progress=progress, need_hidden=needs_hidden(signals))
         records = rescore(records, items, signals)
         source = confidence_signal(signals)
         cal = load_calibration(local.fingerprint, source.confidence_id if source else "")
@@ -334,7 +334,7 @@ def save_rule(report: dict[str, Any], model: Any = None, path: Optional[Path] = 
     from .._errors import ConfigError
     from ..policy.calibration import Calibration, calibration_path, load_calibration, save_calibration
     from ..signals import confidence_signal, default_signals
-    from .api import _model
+    from .api import open_model
 
     if report.get("rule") is None:
         raise ConfigError("no handoff component shipped: nothing to save")
@@ -346,7 +346,7 @@ def save_rule(report: dict[str, Any], model: Any = None, path: Optional[Path] = 
         if cal.model != report["basis"]["model"]:
             raise ConfigError(f"{path} is the calibration of another model")
     else:
-        local, owned = _model(model)
+        local, owned = open_model(model)
         try:
             source = confidence_signal(default_signals(local))
             found = load_calibration(local.fingerprint, source.confidence_id if source else "")

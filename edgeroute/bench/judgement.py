@@ -59,10 +59,10 @@ def transfer_report(
 ) -> dict[str, Any]:
     """The transfer report (see the module docstring); answers come from the harness cache (generated where
     missing)."""
-    from .api import _model, _signals
+    from .api import _signals, open_model
 
     items = load_items(data)
-    engine, owned = _model(model, selfref=False)
+    engine, owned = open_model(model, selfref=False)
     try:
         signals = _signals(engine)
         records, info = run_local(items, engine, params, progress=progress, need_hidden=True)

@@ -13,7 +13,7 @@ from ..local.base import LocalModel
 from ..policy.calibration import load_calibration
 from ..signals import confidence_signal, default_signals
 from ..signals.probe import PregenProbe, model_identity
-from .api import _model, _needs_hidden
+from .api import needs_hidden, open_model
 from .datasets import load_items
 from .grading import grade
 from .report import CloudAssumptions
@@ -51,12 +51,12 @@ def policy_queries(
     from .replay import CloudCosts, Query
 
     items = load_items(data, split)
-    local_model, owned = _model(model)
+    local_model, owned = open_model(model)
     try:
         signals = default_signals(local_model)
         pregen = PregenProbe(**model_identity(local_model))
         records, info = run_local(items, local_model, params, progress=progress,
-                                  need_hidden=_needs_hidden(signals) or pregen.available)
+                                  need_hidden=needs_hidden(signals) or pregen.available)
         records = rescore(records, items, signals)
         fingerprint = local_model.fingerprint
     finally:
