@@ -91,7 +91,8 @@ def fit_prefix_model(answers: Sequence[Answer], l2: float = 1.0) -> PrefixModel:
                        tuple(float(v) for v in scale))
 
 
-def fire_at(a: Answer, components: Sequence[str], model: Optional[PrefixModel], floor: Optional[float]) -> Optional[int]:
+def fire_at(a: Answer, components: Sequence[str], model: Optional[PrefixModel],
+            floor: Optional[float]) -> Optional[int]:
     """The prefix length at which the rule would stop ``a`` (None: it completes)."""
     first: Optional[int] = a.loop_at if "repetition" in components else None
     if "stats" in components and model is not None and floor is not None and a.checks:
