@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+
 import pytest
 
 from edgeroute import ConfigError, Router
@@ -60,6 +61,19 @@ def test_the_rule_round_trips_and_a_damaged_one_is_a_config_error():
     bad["model"]["weights"] = bad["model"]["weights"][:-1]
     with pytest.raises(ConfigError):
         HandoffRule.from_dict(bad)
+
+
+def test_a_damaged_handoff_section_in_the_calibration_warns_and_answers_complete(tmp_path):
+    local = MockLocalModel()
+    bad = stats_rule().to_dict()
+    bad["model"]["scale"] = [0.0] * len(PREFIX_FEATURES)  # a scale of 0 cannot standardise
+    save_calibration(Calibration(0.3, "guarantee", 400, 0.5, 0.05, epsilon=0.1, delta=0.05, model=local.fingerprint,
+                                 handoff=bad))
+    with pytest.warns(RuntimeWarning, match="ignoring the calibration's handoff rule"):
+        router = Router(local_model=local, cloud=MockCloud(), trace=False)
+    assert router.handoff is None and router.policy.threshold == 0.3  # the threshold still applies
+    local.enqueue(WORDS, logprobs=lost_after(16))
+    assert router.ask("What is the capital of Australia?", max_tokens=64).tokens["completion"] == 60
 
 
 def test_the_mock_engine_stops_decoding_where_the_watch_says():
@@ -144,14 +158,10 @@ def test_the_shipped_rule_reaches_the_default_model_and_its_watch_stops_the_real
 @pytest.mark.slow
 @pytest.mark.server
 def test_a_handoff_on_the_real_model_is_answered_by_a_real_cloud_server(real_model, llama_server, tmp_path):
-    from edgeroute.signals.prefix import PrefixModel  # noqa: F401  (the shipped model, with a floor nothing clears)
-
     shipped = Router(local_model=real_model, cloud=MockCloud(), trace=False)
     cal = shipped.calibration
     shipped.close()
-    eager = HandoffRule(("stats",), 8, 0.999, model=shipped.handoff.model)
-    import dataclasses
-
+    eager = HandoffRule(("stats",), 8, 0.999, model=shipped.handoff.model)  # the shipped model, a floor nothing clears
     save_calibration(dataclasses.replace(cal, handoff=eager.to_dict()))  # the user's calibration, this test only
     router = Router(local_model=real_model, cloud_url=llama_server.base_url, cloud_model="default", trace=False,
                     pregen=False, max_tokens=48)

@@ -51,11 +51,11 @@ class Answer:
         self.correct = bool(correct)
         self.latency_s = float(record.get("latency_ms") or 0.0) / 1000.0
         self.joules = float(record.get("joules") or 0.0)
-        self.family = str(record.get("id", "")).rsplit("-", 1)[0]
         #: The checkpoints: prefix lengths at which the watch looks while more tokens follow.
         self.checks = [t for t in range(every, self.n, every)] if len(self.lps) == self.n else []
         self.loop_at = next((t for t in self.checks if loop_tail(self.ids[:t])[0] >= REPEAT_MIN_LOOP_TOKENS), None)
         self._x: Optional[np.ndarray] = None
+        self._scored: Optional[tuple[PrefixModel, np.ndarray]] = None
         self.every = every
 
     @property
@@ -68,6 +68,12 @@ class Answer:
             rows = [prefix_features(self.ids[:t], self.lps[:t], self.ents[:t], self.every) for t in self.checks]
             self._x = np.asarray(rows).reshape(len(self.checks), len(PREFIX_FEATURES))
         return self._x
+
+    def scores(self, model: PrefixModel) -> np.ndarray:
+        """``model``'s score at every checkpoint (kept for the last model asked)."""
+        if self._scored is None or self._scored[0] is not model:
+            self._scored = (model, model.scores(self.features()))
+        return self._scored[1]
 
     def decode_s(self, prefill_share: float) -> float:
         return self.latency_s * (1.0 - prefill_share)
@@ -96,21 +102,12 @@ def fire_at(a: Answer, components: Sequence[str], model: Optional[PrefixModel],
     """The prefix length at which the rule would stop ``a`` (None: it completes)."""
     first: Optional[int] = a.loop_at if "repetition" in components else None
     if "stats" in components and model is not None and floor is not None and a.checks:
-        scores = _scores(a, model)
+        scores = a.scores(model)
         below = np.nonzero(scores < floor)[0]
         if len(below):
             t = a.checks[int(below[0])]
             first = t if first is None else min(first, t)
     return first
-
-
-def _scores(a: Answer, model: PrefixModel) -> np.ndarray:
-    cached = a.__dict__.get("_scores")
-    if cached is None or cached[0] is not model:
-        z = (a.features() - np.asarray(model.mean)) / np.asarray(model.scale)
-        cached = (model, 1.0 / (1.0 + np.exp(-np.clip(z @ np.asarray(model.weights) + model.intercept, -40, 40))))
-        a.__dict__["_scores"] = cached
-    return cached[1]
 
 
 def choose_floor(answers: Sequence[Answer], model: PrefixModel, components: Sequence[str],
@@ -125,7 +122,7 @@ def choose_floor(answers: Sequence[Answer], model: PrefixModel, components: Sequ
         if "repetition" in components and a.loop_at is not None:
             lows.append(-math.inf)
         elif a.checks:
-            lows.append(float(_scores(a, model).min()))
+            lows.append(float(a.scores(model).min()))
         else:
             lows.append(math.inf)  # too short to be checked: never cut
     n = len(lows)

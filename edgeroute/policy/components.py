@@ -57,8 +57,8 @@ class ComponentBandits:
 
     def bounds(self, x: Sequence[float], weights: RewardWeights) -> dict[str, tuple[float, float]]:
         """Every arm's (predicted reward under ``weights``, exploration bonus) for context ``x``."""
-        bonus = self.quality.bounds(x)
-        return {arm: (combine(parts, weights), bonus[arm][1]) for arm, parts in self.predict(x).items()}
+        bonus = self.quality.bonuses(x)
+        return {arm: (combine(parts, weights), bonus[arm]) for arm, parts in self.predict(x).items()}
 
     def scores(self, x: Sequence[float], weights: RewardWeights, *, explore: bool = True) -> dict[str, float]:
         return {arm: est + (b if explore else 0.0) for arm, (est, b) in self.bounds(x, weights).items()}

@@ -98,11 +98,15 @@ class LinUCB:
     def bounds(self, x: Sequence[float]) -> dict[str, tuple[float, float]]:
         """Every arm's (estimate ``theta . x``, exploration bonus ``alpha * sqrt(x^T A^-1 x)``) for context ``x``."""
         v = self.context(x)
-        out = {}
-        for name, arm in self.arms.items():
-            width = float(v @ arm.a_inv @ v)
-            out[name] = (float(arm.theta @ v), self.alpha * math.sqrt(max(width, 0.0)))
-        return out
+        return {name: (float(arm.theta @ v), self._bonus(arm, v)) for name, arm in self.arms.items()}
+
+    def bonuses(self, x: Sequence[float]) -> dict[str, float]:
+        """Every arm's exploration bonus ``alpha * sqrt(x^T A^-1 x)`` alone (no estimate computed)."""
+        v = self.context(x)
+        return {name: self._bonus(arm, v) for name, arm in self.arms.items()}
+
+    def _bonus(self, arm: ArmState, v: np.ndarray) -> float:
+        return self.alpha * math.sqrt(max(float(v @ arm.a_inv @ v), 0.0))
 
     def scores(self, x: Sequence[float], *, explore: bool = True) -> dict[str, float]:
         """Upper confidence bound of every arm for context ``x`` (``explore=False``: the estimate alone)."""

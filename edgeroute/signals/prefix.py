@@ -67,9 +67,13 @@ class PrefixModel:
                 self.scale) <= 0:
             raise ConfigError("prefix model: weights, mean and scale must be finite, one per feature (scale > 0)")
 
-    def score(self, x: np.ndarray) -> float:
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """The score of each row of ``x`` (prefixes x ``PREFIX_FEATURES``), or of one feature vector."""
         z = (np.asarray(x, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return float(1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, float(z @ np.asarray(self.weights)) + self.intercept)))))
+        return 1.0 / (1.0 + np.exp(-np.clip(z @ np.asarray(self.weights) + self.intercept, -40.0, 40.0)))
+
+    def score(self, x: np.ndarray) -> float:
+        return float(self.scores(x))
 
 
 @dataclass(frozen=True)
