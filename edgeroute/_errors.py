@@ -34,6 +34,8 @@ Every error edgeroute raises on purpose is an ``EdgeRouteError``::
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class EdgeRouteError(Exception):
     """Base class of every error edgeroute raises on purpose."""
@@ -62,10 +64,19 @@ class InvalidPromptError(InputError):
 class PromptTooLongError(InputError):
     """The prompt does not fit the local context and cannot be escalated."""
 
-    def __init__(self, message: str, *, prompt_tokens: int, n_ctx: int) -> None:
+    def __init__(self, message: str, *, prompt_tokens: int, n_ctx: int, over_tokens: Optional[int] = None) -> None:
         super().__init__(message)
         self.prompt_tokens = prompt_tokens
         self.n_ctx = n_ctx
+        #: How many tokens the prompt would have to lose to fit (leaving room for an answer).
+        self.over_tokens = over_tokens if over_tokens is not None else max(prompt_tokens - n_ctx, 0)
+
+    @classmethod
+    def over(cls, prompt_tokens: int, n_ctx: int, room: int, where: str) -> "PromptTooLongError":
+        """The error for a prompt of ``prompt_tokens`` in a window of ``n_ctx`` that must leave ``room``."""
+        over = prompt_tokens - (n_ctx - room)
+        return cls(f"the prompt is {prompt_tokens} tokens, {over} over: {where} holds {n_ctx} and an answer needs "
+                   f"at least {room}", prompt_tokens=prompt_tokens, n_ctx=n_ctx, over_tokens=over)
 
 
 class ModelError(EdgeRouteError):

@@ -27,7 +27,8 @@ class Answer:
     split into the local generation and the wait for the cloud, plus joules per local output token; for a cloud
     answer ``energy.cloud`` is the datacenter's side, always ``estimated`` from tokens (``energy.sides``: both).
     ``flags`` lists conditions worth a look: ``low_confidence``, ``truncated``, ``repetition``, ``handoff``, ``offline``,
-    ``prompt_too_long``, ``uncalibrated`` (sampled, not greedy: the calibration does not cover it), ``drift`` (this
+    ``prompt_too_long``, ``history_cut`` (older turns left out to fit the local window), ``sticky`` (kept in the
+    cloud after an earlier turn's escalation), ``uncalibrated`` (sampled, not greedy: the calibration does not cover it), ``drift`` (this
     device's traffic has moved from the calibration's, or its threshold was shown to break its promise: ``risk``).
     ``finish_reason`` is ``stop`` (the answer ended, or hit a stop sequence) or ``length`` (cut by the token
     budget). ``logprobs`` holds, when asked for, one entry per local answer token in OpenAI's shape (``token``,
@@ -55,6 +56,9 @@ class Answer:
     #: The cloud's choices as sent, when the request passed fields only the cloud honours (tool calls, ``n``).
     cloud_choices: tuple[dict[str, Any], ...] = ()
     risk: Optional["RiskInfo"] = None
+    #: The conversation this answer is a turn of, and its 0-based turn index (None: a lone query).
+    conversation: Optional[str] = None
+    turn: Optional[int] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,8 @@ class Answer:
             "logprobs": self.logprobs,
             "cloud_choices": list(self.cloud_choices),
             "risk": self.risk.to_dict() if self.risk is not None else None,
+            "conversation": self.conversation,
+            "turn": self.turn,
         }
 
     def to_json(self, **kwargs: Any) -> str:

@@ -31,7 +31,7 @@ from .policy.base import Policy
 from .policy.calibration import Calibration, load_calibration
 from .policy.reward import RewardWeights
 from .privacy import PrivacyDetector
-from .registry import DEFAULT_SIGNALS, POLICIES, PROVIDERS
+from .registry import DEFAULT_SIGNALS, HISTORY, POLICIES, PROVIDERS
 from .signals import build_signals
 from .signals.base import Signal, confidence_signal
 from .signals.probe import PregenProbe, model_identity
@@ -64,6 +64,8 @@ class Parts:
     risk: Optional[Any] = None
     #: The mid-stream handoff rule (``signals.prefix.HandoffRule``) from the calibration; None: answers complete.
     handoff: Optional[Any] = None
+    #: How a conversation is fitted to the local window (``edgeroute.history``); None: sent as it is.
+    history: Optional[Any] = None
 
 
 def needs_key(url: str) -> bool:
@@ -109,7 +111,7 @@ def build_local(cfg: RouterConfig) -> LocalModel:
     if cfg.probe or cfg.pregen:
         _prefetch("onnxruntime")
 
-    engine = LlamaCppModel(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states,
+    engine = LlamaCppModel(cfg.model, n_ctx=cfg.n_ctx, ctx_memory_mib=cfg.ctx_memory_mib, n_threads=cfg.n_threads, hidden_states=cfg.hidden_states,
                            prompt_format=cfg.prompt_format)
     weights = RewardWeights.preset(cfg.preset, energy=cfg.lambda_energy, latency=cfg.lambda_latency)
     engine.threads.energy_weight = weights.energy / max(weights.latency, 1e-9)  # measured J/token vs speed
@@ -234,6 +236,7 @@ def _build(cfg: RouterConfig, owned: list[Any], local: Optional[LocalModel], clo
     parts = Parts(cfg, local, cloud, signals, pregen, policy, store, energy, privacy, calibration, source, disabled,
                   owned)
     parts.handoff = handoff_rule(cfg, local, calibration)
+    parts.history = HISTORY.get(cfg.history)(local)
     if source != "policy passed in":
         judge = confidence_signal(signals)
         parts.risk = build_risk(parts, threshold, judge.confidence_id if judge else "")

@@ -47,6 +47,15 @@ class RouterConfig:
     across processes in the trace store (past one, answers stay local and say so). ``cloud_token_command`` is a
     command that prints a fresh bearer token (or JSON ``{"token", "expires_in"}``), run when the token is needed.
 
+    ``n_ctx`` None (default) sizes the local window to the model's trained context within ``ctx_memory_mib`` MiB
+    (``local.context_size``). ``history`` names how a conversation longer than the window is fitted to it
+    (``registry.HISTORY``: ``latest`` keeps the system prompt and the newest turns, ``summarize`` also summarises the
+    rest locally); the answer is flagged ``history_cut``. In a conversation (``Router.conversation``, or a
+    conversation id in ``serve``), after an escalation the next ``sticky_turns`` turns go straight to the cloud,
+    unless the pre-generation probe's P(correct) reaches ``sticky_release`` (None: the threshold in force). A prompt
+    whose prefill would take over ``prefill_budget_s`` seconds here (estimated from the prefill speed measured on
+    this device) goes straight to the cloud when the cloud can take it (None: never).
+
     A plain value: ``load_config`` builds one from defaults, the config file, the environment and arguments.
 
     ``routing`` ``"linucb"`` turns on the online policy: ``preset`` names the lambdas of its reward (``balanced``,
@@ -68,7 +77,12 @@ class RouterConfig:
     """
 
     model: Optional[str] = None
-    n_ctx: int = C.DEFAULT_N_CTX_TOKENS
+    n_ctx: Optional[int] = None
+    ctx_memory_mib: int = C.DEFAULT_CTX_MEMORY_MIB
+    history: str = C.DEFAULT_HISTORY_STRATEGY
+    sticky_turns: int = C.DEFAULT_STICKY_TURNS
+    sticky_release: Optional[float] = C.DEFAULT_STICKY_RELEASE
+    prefill_budget_s: Optional[float] = C.DEFAULT_PREFILL_BUDGET_S
     n_threads: Union[int, str] = "auto"
     max_tokens: int = C.DEFAULT_MAX_TOKENS
     temperature: float = C.DEFAULT_TEMPERATURE
@@ -135,7 +149,13 @@ class RouterConfig:
         if self.cloud_model is None:
             object.__setattr__(self, "cloud_model", C.DEFAULT_CLOUD_MODEL)
         checks = [
-            (self.n_ctx >= 64, f"n_ctx must be >= 64 tokens, got {self.n_ctx}"),
+            (self.n_ctx is None or self.n_ctx >= 64, f"n_ctx must be >= 64 tokens, got {self.n_ctx}"),
+            (self.ctx_memory_mib >= 16, f"ctx_memory_mib must be >= 16 MiB, got {self.ctx_memory_mib}"),
+            (self.prefill_budget_s is None or self.prefill_budget_s > 0,
+             f"prefill_budget_s must be > 0 seconds, got {self.prefill_budget_s}"),
+            (self.sticky_turns >= 0, f"sticky_turns must be >= 0 turns, got {self.sticky_turns}"),
+            (self.sticky_release is None or 0.0 <= self.sticky_release <= 1.0,
+             f"sticky_release must be in [0, 1], got {self.sticky_release}"),
             (self.n_threads == "auto" or (isinstance(self.n_threads, int) and self.n_threads >= 1),
              f"n_threads must be 'auto' or a count >= 1, got {self.n_threads!r}"),
             (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
@@ -203,10 +223,11 @@ class RouterConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        from .registry import DETECTORS, METERS, POLICIES, PROVIDERS, SIGNALS
+        from .registry import DETECTORS, HISTORY, METERS, POLICIES, PROVIDERS, SIGNALS
 
         PROVIDERS.check(self.cloud_provider, "cloud_provider")
         POLICIES.check(self.routing, "routing")
+        HISTORY.check(self.history, "history")
         for name in self.energy_meters or ():
             METERS.check(name, "energy_meters")
         for name in self.signal_names or ():
@@ -225,7 +246,12 @@ class RouterOptions(typing.TypedDict, total=False):
     (``**options: Unpack[RouterOptions]``). A test keeps the two in step."""
 
     model: Optional[str]
-    n_ctx: int
+    n_ctx: Optional[int]
+    ctx_memory_mib: int
+    history: str
+    sticky_turns: int
+    sticky_release: Optional[float]
+    prefill_budget_s: Optional[float]
     n_threads: Union[int, str]
     max_tokens: int
     temperature: float

@@ -20,6 +20,7 @@ class DeviceWatch:
         self._lock = threading.Lock()
         self._power: tuple[float, Optional[bool]] = (float("-inf"), None)
         self._latency_s: Optional[float] = None
+        self._prefill_tps: Optional[float] = None
 
     def on_battery(self) -> Optional[bool]:
         now = time.monotonic()
@@ -37,6 +38,23 @@ class DeviceWatch:
         with self._lock:
             old = self._latency_s
             self._latency_s = seconds if old is None else (1 - C.CLOUD_LATENCY_EWMA) * old + C.CLOUD_LATENCY_EWMA * seconds
+
+    def prefill_done(self, tokens: int, seconds: float) -> None:
+        """Fold one measured prefill (``tokens`` evaluated in ``seconds``) into the running prefill speed; prefills
+        under ``PREFILL_MIN_MEASURED_TOKENS`` are too short to say much and are skipped."""
+        if tokens < C.PREFILL_MIN_MEASURED_TOKENS or seconds <= 0:
+            return
+        with self._lock:
+            old, new = self._prefill_tps, tokens / seconds
+            self._prefill_tps = new if old is None else (1 - C.PREFILL_RATE_EWMA) * old + C.PREFILL_RATE_EWMA * new
+
+    def prefill_estimate_s(self, tokens: int) -> tuple[float, str]:
+        """Seconds a prefill of ``tokens`` should take here, and what that rests on."""
+        with self._lock:
+            tps = self._prefill_tps
+        if tps is None:
+            return tokens / C.DEFAULT_PREFILL_TOKENS_PER_S, f"{C.DEFAULT_PREFILL_TOKENS_PER_S:.0f} tokens/s assumed"
+        return tokens / tps, f"{tps:.0f} tokens/s measured here"
 
     def state(self, cloud_reachable: bool) -> DeviceState:
         return DeviceState(self.on_battery(), cloud_reachable, self._latency_s)

@@ -12,6 +12,7 @@ and ``RouterConfig(cloud_provider="my-cloud")`` then uses it. The groups and wha
   (None or []: does not apply to this model)
 - ``edgeroute.meters``: ``factory() -> EnergyMeter``
 - ``edgeroute.policies``: ``factory(threshold: float, config: RouterConfig, *, store, model_key) -> Policy``
+- ``edgeroute.history``: ``factory(model: LocalModel) -> HistoryStrategy``
 
 Registries are read lazily: a built-in name never scans entry points, and a factory's module is imported only
 when that factory is used. In a frozen app (PyInstaller) without package metadata, only the built-ins exist, and
@@ -152,6 +153,11 @@ POLICIES = Registry("edgeroute.policies", "routing policy", {
     "linucb": "edgeroute.policy.online:LinUCBPolicy.from_config",
 })
 
+HISTORY = Registry("edgeroute.history", "history strategy", {
+    "latest": "edgeroute.history.latest:LatestTurns.from_model",
+    "summarize": "edgeroute.history.summarize:SummarizeOlder.from_model",
+})
+
 DETECTORS = Registry("edgeroute.detectors", "privacy detector", {
     "patterns": "edgeroute.privacy.patterns:PatternDetector.from_config",
 })
@@ -159,4 +165,4 @@ DETECTORS = Registry("edgeroute.detectors", "privacy detector", {
 #: The default signal set, in order (the probe drops out when none fits the model).
 DEFAULT_SIGNALS = ("perplexity", "tokens", "query", "selfref", "probe")
 
-__all__ = ["DEFAULT_SIGNALS", "DETECTORS", "METERS", "POLICIES", "PROVIDERS", "Registry", "SIGNALS"]
+__all__ = ["DEFAULT_SIGNALS", "DETECTORS", "HISTORY", "METERS", "POLICIES", "PROVIDERS", "Registry", "SIGNALS"]

@@ -17,6 +17,7 @@ from .assembly import build_parts
 from .signals.prefix import HandoffRule
 from .cloud.base import CloudBackend
 from .config import RouterConfig, load_config
+from .conversation import Conversation
 from .energy.monitor import EnergyMonitor
 from .local.base import LocalModel, drain
 from .local.sampling import Sampling
@@ -25,6 +26,7 @@ from .pipeline import Pipeline, Verifier
 from .device import DeviceWatch
 from .policy.base import Policy
 from .policy.calibration import Calibration
+from .policy.sticky import ConversationState
 from .privacy import PrivacyDetector
 from .signals.base import Signal
 from .signals.probe import PregenProbe
@@ -128,14 +130,16 @@ class Router:
         cancel: Optional[threading.Event] = None,
         sampling: Optional[Sampling] = None,
         cloud_extra: Optional[dict[str, Any]] = None,
+        conversation: Optional[ConversationState] = None,
     ) -> Answer:
         """Answer ``prompt`` (a string or chat messages). ``private=True`` keeps it on the device. ``sampling``
         sets the decoding (default greedy, which the calibration covers; a sampled answer is flagged
         ``uncalibrated``). ``cloud_extra`` (e.g. ``{"tools": [...]}``) are request fields only the cloud honours:
         the query goes to the cloud with them (``InputError`` when it cannot), and ``answer.cloud_choices`` holds
-        the cloud's choices as sent."""
+        the cloud's choices as sent. ``conversation``: the state of the conversation this is a turn of (what
+        ``Conversation`` and ``serve`` keep: stickiness, the turn index in the trace)."""
         return drain(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel,
-                                        sampling=sampling, cloud_extra=cloud_extra))
+                                        sampling=sampling, cloud_extra=cloud_extra, conversation=conversation))
 
     def stream(
         self,
@@ -146,12 +150,13 @@ class Router:
         cancel: Optional[threading.Event] = None,
         sampling: Optional[Sampling] = None,
         cloud_extra: Optional[dict[str, Any]] = None,
+        conversation: Optional[ConversationState] = None,
     ) -> AnswerStream:
         """Like ``ask``, but yields ``StreamEvent``s: local tokens as decoded, then maybe an escalation."""
         answer_id = uuid.uuid4().hex
         return AnswerStream(self._pipeline.run(prompt, max_tokens=max_tokens, private=private, cancel=cancel,
-                                               sampling=sampling, answer_id=answer_id, cloud_extra=cloud_extra),
-                            answer_id)
+                                               sampling=sampling, answer_id=answer_id, cloud_extra=cloud_extra,
+                                               conversation=conversation), answer_id)
 
     async def aask(self, prompt: PromptLike, *, max_tokens: Optional[int] = None, private: bool = False) -> Answer:
         """Async twin of ``ask``; cancelling the task stops local generation at the next token."""
@@ -170,6 +175,12 @@ class Router:
         async for event in events_in_thread(self.stream(prompt, max_tokens=max_tokens, private=private,
                                                         cancel=cancel), cancel):
             yield event
+
+    def conversation(self, system: Optional[str] = None, *, id: Optional[str] = None,
+                     messages: Optional[list[dict[str, str]]] = None) -> Conversation:
+        """A multi-turn chat (``Conversation``): its turns are linked in the trace, its history is fitted to the
+        local window (``history``) and it stays in the cloud for ``sticky_turns`` turns after an escalation."""
+        return Conversation(self, system=system, id=id, messages=messages)
 
     def feedback(self, answer_id: str, correct: Optional[bool] = None, *, note: Optional[str] = None) -> bool:
         """Record whether answer ``answer_id`` was correct (stored in the trace against its id). Returns True when

@@ -27,7 +27,7 @@ from .migrations import Migration, has_column, has_table, migrate
 LEGACY_SCHEMA_VERSION = 2
 
 #: The trace store's own tables, as migrations (``edgeroute.migrations``): 001 is schema 1 of the first
-#: releases, 002 the energy columns added in schema 2.
+#: releases, 002 the energy columns added in schema 2, 003 the risk column, 004 the conversation columns.
 MIGRATIONS = (
     Migration("001-decisions-and-feedback", """
 CREATE TABLE decisions (
@@ -61,6 +61,11 @@ ALTER TABLE decisions ADD COLUMN energy_method TEXT    -- counter / power_integr
     Migration("003-risk-column", """
 ALTER TABLE decisions ADD COLUMN risk TEXT             -- JSON: what the confidence rested on (edgeroute.risk)
 """, has_column("decisions", "risk")),
+    Migration("004-conversation-columns", """
+ALTER TABLE decisions ADD COLUMN conversation TEXT;    -- the conversation id (NULL: a lone query)
+ALTER TABLE decisions ADD COLUMN turn INTEGER;         -- its 0-based turn index
+CREATE INDEX decisions_conversation ON decisions(conversation, turn);
+""", has_column("decisions", "conversation")),
 )
 
 _JSON_COLUMNS = ("signals", "latency_ms", "tokens", "energy")
@@ -192,6 +197,13 @@ class TraceStore:
             {"created": c, "correct": None if v is None else bool(v), "note": n} for c, v, n in fb
         ]
         return row
+
+    def conversation(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The rows of one conversation's turns, in turn order (each as ``get`` returns it)."""
+        with self._reading():
+            ids = [r[0] for r in self._conn.execute(
+                "SELECT id FROM decisions WHERE conversation = ? ORDER BY turn, created", (conversation_id,))]
+        return [row for row in map(self.get, ids) if row is not None]
 
     def ids(self) -> Iterator[str]:
         with self._reading():

@@ -102,11 +102,7 @@ class MockLocalModel(LocalModel):
         sampling = sampling or Sampling()
         n_prompt = self.count_prompt_tokens(messages)
         if n_prompt >= self.n_ctx:
-            raise PromptTooLongError(
-                f"the prompt is {n_prompt} tokens; the mock context holds {self.n_ctx}",
-                prompt_tokens=n_prompt,
-                n_ctx=self.n_ctx,
-            )
+            raise PromptTooLongError.over(n_prompt, self.n_ctx, 1, "the mock context")
         with self.lock:
             self.calls.append(list(messages))
             if self._queue:

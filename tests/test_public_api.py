@@ -6,7 +6,7 @@ from edgeroute import _errors
 
 def test_all_lists_exactly_the_public_names():
     public = {n for n in dir(edgeroute) if not n.startswith("_")} - {
-        "answer", "assembly", "bench", "cloud", "config", "paths", "pipeline", "registry", "device", "energy", "local", "messages", "migrations", "policy", "privacy", "risk", "router", "scrub", "server", "signals", "store", "streams", "cli",
+        "answer", "assembly", "bench", "cloud", "config", "conversation", "history", "paths", "pipeline", "registry", "device", "energy", "local", "messages", "migrations", "policy", "privacy", "risk", "router", "scrub", "server", "signals", "store", "streams", "cli",
         "testing",
     }
     assert public == set(edgeroute.__all__) - {"__version__"}

@@ -150,14 +150,16 @@ def test_a_file_written_by_the_previous_release_is_upgraded_in_place_and_keeps_e
         assert [store.get(i)["route"] for i in ids] == ["local", "local", "local"]  # as 0.1.0 recorded them
         PolicyState(store)
         conn = sqlite3.connect(path)
-        assert applied(conn, "store") == ["001-decisions-and-feedback", "002-energy-columns", "003-risk-column"]
+        assert applied(conn, "store") == ["001-decisions-and-feedback", "002-energy-columns", "003-risk-column",
+                                          "004-conversation-columns"]
         assert applied(conn, "policy") == ["001-policy-tables"]
         hows = dict(conn.execute("SELECT name, how FROM schema_migrations WHERE owner = 'store'").fetchall())
         assert hows["001-decisions-and-feedback"] == hows["002-energy-columns"] == "marked (already present)"
-        assert hows["003-risk-column"] == "run"  # the one new column; nothing re-ran over the old tables
+        assert hows["003-risk-column"] == hows["004-conversation-columns"] == "run"  # new columns only
         assert {r[0] for r in conn.execute("SELECT how FROM schema_migrations WHERE owner = 'policy'")} == {
             "marked (already present)"}
         assert store.get(ids[0])["risk"] is None  # rows from before the column read back without one
+        assert store.get(ids[0])["conversation"] is None and store.get(ids[0])["turn"] is None
         assert conn.execute("SELECT COUNT(*) FROM policy_updates").fetchone()[0] == 4
         conn.close()
         store.record(row(9))  # and it is writable
@@ -185,7 +187,7 @@ def test_a_schema_1_file_gets_the_missing_columns_and_a_newer_file_is_refused(tm
     conn = sqlite3.connect(path)
     how = dict(conn.execute("SELECT name, how FROM schema_migrations WHERE owner = 'store'").fetchall())
     assert how == {"001-decisions-and-feedback": "marked (already present)", "002-energy-columns": "run",
-                   "003-risk-column": "run"}
+                   "003-risk-column": "run", "004-conversation-columns": "run"}
     conn.execute("INSERT INTO schema_migrations VALUES ('store', '003-from-the-future', 0, 'run')")
     conn.commit()
     conn.close()

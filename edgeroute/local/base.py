@@ -93,6 +93,8 @@ class LocalModel(abc.ABC):
     #: Why hidden states could not be read (e.g. the graph has no block-output node of that name), None while they
     #: can; set the first time a capture fails.
     capture_failure: Optional[str] = None
+    #: The latest prompt prefill: (tokens evaluated, seconds); (0, 0.0) when the engine does not say.
+    last_prefill: tuple[int, float] = (0, 0.0)
     #: The GGUF's ``general.architecture`` (e.g. "llama", "gemma3"); "" when the engine has none.
     architecture: str = ""
     #: The loaded Self-REF adapter (``local.selfref.SelfRefAdapter``), or None.

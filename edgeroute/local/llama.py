@@ -25,9 +25,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .._constants import DEFAULT_N_BATCH_TOKENS, DEFAULT_N_CTX_TOKENS, MIN_ANSWER_ROOM_TOKENS
+from .._constants import DEFAULT_CTX_MEMORY_MIB, DEFAULT_N_BATCH_TOKENS, MIN_ANSWER_ROOM_TOKENS
 from .._errors import ConfigError, GenerationCancelled, ModelCorruptError, ModelLoadError, PromptTooLongError
 from ..messages import Message
+from . import context_size
 from .base import Generation, LocalModel
 from .chat_format import COMPLETION_STOPS, chat_formatter, resolved_format
 from .capture import LayerCapture, candidate_layers, default_layer
@@ -46,22 +47,23 @@ class LlamaCppModel(LocalModel):
     """A GGUF model run in-process by llama-cpp-python.
 
     ``model`` is a path, a file name in the user model directory, or None for the default model. ``n_ctx`` is the
-    context window in tokens. ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the primary
+    context window in tokens (None: the trained context within ``ctx_memory_mib``; ``self.context`` says which). ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the primary
     block (0-based) they are read from (default: ``capture.default_layer``), ``hidden_layers`` every block captured
     (default: the primary one alone; it is always added; ``"candidates"``: ``capture.candidate_layers``, the ones a
     probe is trained on). ``Generation.hidden`` has them all.
 
     ``prompt_format`` ``auto`` (default) uses the GGUF's chat template, or the completion format when it has none
-    (a base model; ``local.chat_format``); ``self.prompt_format`` says which. ``extra_buffers`` controls llama.cpp's extra weight buffer types (AMX, repacked layouts). The default (None)
-    turns them off on CPUs with Intel AMX: llama.cpp's AMX matrix multiply crashes the process on batched prompts
-    (seen with llama-cpp-python 0.3.36 on Sapphire Rapids VMs).
+    (a base model; ``local.chat_format``); ``self.prompt_format`` says which. ``extra_buffers`` (None: off on CPUs
+    with Intel AMX, whose matrix multiply crashes llama-cpp-python 0.3.36 on batched prompts) sets llama.cpp's
+    extra weight buffer types (AMX, repacked layouts).
     """
 
     def __init__(
         self,
         model: Optional[Union[str, os.PathLike[str]]] = None,
         *,
-        n_ctx: int = DEFAULT_N_CTX_TOKENS,
+        n_ctx: Optional[int] = None,
+        ctx_memory_mib: int = DEFAULT_CTX_MEMORY_MIB,
         n_threads: Union[int, str, None] = "auto",
         n_batch: int = DEFAULT_N_BATCH_TOKENS,
         hidden_states: bool = True,
@@ -92,6 +94,9 @@ class LlamaCppModel(LocalModel):
         self.threads = ThreadPolicy(n_threads)
         self._n_set = self.threads.current
         self._capture = LayerCapture() if hidden_states else None
+        #: The window chosen and why (``local.context_size``).
+        self.context = context_size.choose(self.path, n_ctx, ctx_memory_mib, n_batch)
+        n_ctx = self.context.n_ctx
         try:
             with _native_params(extra_buffers, self._capture.callback if self._capture else None):
                 self._llama = llama_cpp.Llama(
@@ -107,10 +112,8 @@ class LlamaCppModel(LocalModel):
                 )
         except ValueError as exc:
             if "context" in str(exc).lower():
-                hint = DEFAULT_N_CTX_TOKENS if n_ctx > DEFAULT_N_CTX_TOKENS else max(n_ctx // 2, 256)
-                raise ModelLoadError(
-                    f"could not allocate a {n_ctx}-token context for {self.path}; try n_ctx={hint}"
-                ) from exc
+                raise ModelLoadError(f"could not allocate a {n_ctx}-token context for {self.path}; "
+                                     f"try n_ctx={context_size.load_hint(n_ctx)}") from exc
             raise ModelCorruptError(f"llama.cpp could not load {self.path}: the file is corrupt or partial") from exc
         # llama.cpp may pad its context up; llama_cpp.Llama sizes its token buffer to what was asked for
         self.n_ctx = min(n_ctx, self._llama.n_ctx())
@@ -276,15 +279,15 @@ class LlamaCppModel(LocalModel):
 
     def prompt_hidden(self, messages: Sequence[Message]) -> Optional[np.ndarray]:
         """The prompt's last hidden state (primary block); the KV cache is kept for the ``stream`` that follows."""
-        if not self.hidden_states:
-            return None
-        tokens = self.prompt_token_ids(messages)
-        if len(tokens) > self.n_ctx - MIN_ANSWER_ROOM_TOKENS:
+        tokens = self.prompt_token_ids(messages) if self.hidden_states else []
+        if not tokens or len(tokens) > self.n_ctx - MIN_ANSWER_ROOM_TOKENS:
             return None
         with self.lock:
             self._use_threads()  # the prefill that precedes an answer runs at the count chosen for it
-            reused = self._reuse_prefix(tokens)
-            return self._eval_captured(tokens[reused:]).get(self.hidden_layer)
+            t0, reused = time.perf_counter(), self._reuse_prefix(tokens)
+            rows = self._eval_captured(tokens[reused:])
+            self.last_prefill = (len(tokens) - reused, time.perf_counter() - t0)
+            return rows.get(self.hidden_layer)
 
     def stream(
         self,
@@ -306,12 +309,7 @@ class LlamaCppModel(LocalModel):
         n_prompt = len(tokens)
         room = self.n_ctx - n_prompt
         if room < MIN_ANSWER_ROOM_TOKENS:
-            raise PromptTooLongError(
-                f"the prompt is {n_prompt} tokens; the local context holds {self.n_ctx} "
-                f"and an answer needs at least {MIN_ANSWER_ROOM_TOKENS}",
-                prompt_tokens=n_prompt,
-                n_ctx=self.n_ctx,
-            )
+            raise PromptTooLongError.over(n_prompt, self.n_ctx, MIN_ANSWER_ROOM_TOKENS, "the local context")
         budget = min(max_tokens, room)
         lc, llama = self._lc, self._llama
         chain = sampler_chain(llama, sampling) if sampling.sampled else None  # greedy: the argmax below
@@ -328,6 +326,7 @@ class LlamaCppModel(LocalModel):
                 if capture is not None:
                     capture.arm()  # every answer token's row from here on
                 t1 = time.perf_counter()
+                self.last_prefill = (n_prompt - reused, t1 - t0)
 
                 ids: list[int] = []
                 logprobs: list[float] = []

@@ -26,12 +26,14 @@ def pregen_score(parts: Parts, gate: threading.Lock, work: Work) -> Optional[flo
     probe = parts.pregen
     if probe is None:
         return None
+    if "pregen_confidence" in work.signals:  # probed already for this query (the sticky release)
+        return work.signals["pregen_confidence"]
     t = time.perf_counter()
     with gate:
         window = energy_begin(parts.energy, "process")
         try:
-            hidden = parts.local.prompt_hidden(work.messages)
-            score = probe.score(hidden, work.messages) if hidden is not None else None
+            hidden = parts.local.prompt_hidden(work.local_messages)
+            score = probe.score(hidden, work.local_messages) if hidden is not None else None
         finally:
             work.energy_pregen = energy_end(parts.energy, window)
     work.latency_ms["pregen"] = (time.perf_counter() - t) * 1000.0
@@ -65,7 +67,7 @@ def generate(parts: Parts, gate: threading.Lock, work: Work,
         extra: dict[str, object] = {"sampling": sampling} if not sampling.plain else {}
         if watch is not None:
             extra["watch"] = watch
-        stream = parts.local.stream(work.messages, max_tokens=work.max_tokens,
+        stream = parts.local.stream(work.local_messages, max_tokens=work.max_tokens,
                                     temperature=sampling.temperature or parts.config.temperature, cancel=cancel,
                                     **extra)
         try:
@@ -108,7 +110,7 @@ def generate(parts: Parts, gate: threading.Lock, work: Work,
 def judge(parts: Parts, work: Work, generation: Generation, situation: SituationOf) -> Decision:
     """Compute the signals and the confidence, then ask the policy."""
     t = time.perf_counter()
-    values = evaluate(parts.signals, generation, work.messages)
+    values = evaluate(parts.signals, generation, work.local_messages)
     work.signals.update(floats(values))
     work.confidence = confidence_of(parts.signals, values)
     decision = parts.policy.judge(work.id, situation(work, generation))  # an online policy keeps the context

@@ -95,6 +95,8 @@ def trace(parts: Parts, work: Work, answer: Answer) -> None:
         "reason": answer.reason,
         "error": work.error,
         "risk": answer.risk.to_dict() if answer.risk is not None else None,
+        "conversation": answer.conversation,
+        "turn": answer.turn,
     }
     try:
         parts.store.record(row)

@@ -17,6 +17,7 @@ from ..local.sampling import GREEDY, Sampling
 from ..messages import PromptLike, normalize
 from ..policy.base import Decision
 from ..policy.context import Situation
+from ..policy.sticky import ConversationState
 from . import cloud as cloud_step
 from . import local as local_step
 from .record import Verifier, risk, settle, trace
@@ -37,13 +38,15 @@ class Pipeline:
     def run(
         self, prompt: PromptLike, *, max_tokens: Optional[int], private: bool, cancel: Optional[threading.Event],
         sampling: Optional[Sampling] = None, answer_id: Optional[str] = None,
-        cloud_extra: Optional[dict[str, Any]] = None,
+        cloud_extra: Optional[dict[str, Any]] = None, conversation: Optional[ConversationState] = None,
     ) -> Generator[StreamEvent, None, Answer]:
         """Yield the query's ``StreamEvent``s; the generator returns the ``Answer`` (also in the ``done`` event).
         ``sampling`` is the request's decoding; a field the local model does not honour sends it to the cloud
-        (``InputError`` naming the field when the cloud cannot be used)."""
+        (``InputError`` naming the field when the cloud cannot be used). ``conversation``: the state of the
+        conversation this is a turn of (stickiness, the turn index in the trace)."""
         parts = self.parts
         work = Work(normalize(prompt), max_tokens or parts.config.max_tokens, private)
+        work.local_messages, work.conversation = work.messages, conversation
         if answer_id is not None:
             work.id = answer_id
         if sampling is not None:
@@ -66,7 +69,9 @@ class Pipeline:
         if needs:
             skip: Optional[str] = f"the local model cannot honour {', '.join(needs)}"
         else:
-            skip = self._pregen_skip(work) if block is None else None
+            self._fit_history(work)
+            sticky = self._sticky_skip(work) if block is None else None
+            skip = sticky or (self._pregen_skip(work) if block is None else None)
         reply: Optional[CloudAnswer] = None
         pieces: list[str] = []
         if skip is not None:
@@ -81,15 +86,19 @@ class Pipeline:
             reason = f"{skip}: local generation skipped"
             if reply is None:
                 reason += f"; the cloud's stream broke ({work.error}): partial answer"
-            work.flags.append("needs_cloud" if needs else "pregen_skip")
+            work.flags.append("needs_cloud" if needs else "sticky" if sticky else "pregen_skip")
         else:
             route, text, reason, cloud_model = yield from self._local_first(work, block, cancel)
+        if work.sticky_note:
+            reason = f"{reason}; {work.sticky_note}"
         source = parts.risk.control.source if parts.risk is not None else parts.threshold_source
         answer = answer_of(work, route=route, text=text, reason=reason, cloud_model=cloud_model,
                            threshold=parts.policy.threshold, threshold_source=source, model=parts.local.name)
         risk(parts, work, answer, block)
         trace(parts, work, answer)
         settle(parts, self.verifier, work, answer)
+        if conversation is not None:
+            conversation.settle(route, sticky_turn="sticky" in work.flags, sticky_turns=parts.config.sticky_turns)
         yield StreamEvent("done", answer=answer)
         return answer
 
@@ -97,9 +106,52 @@ class Pipeline:
         """What the policy sees of this query now."""
         cloud = self.parts.cloud
         reachable = work.cloud_ok and (cloud is None or cloud.reachable)
+        conv = work.conversation
         return Situation(work.messages, work.signals, work.confidence,
                          bool(generation is not None and generation.truncated), self.device.state(reachable),
-                         repeating="repetition" in work.flags)
+                         repeating="repetition" in work.flags, turn=conv.turn if conv is not None else 0,
+                         since_cloud=conv.since_cloud if conv is not None else None,
+                         prefill_s=work.prefill_estimate_s)
+
+    def _fit_history(self, work: Work) -> None:
+        """Fit the conversation to the local window (``parts.history``); flag the answer when turns were cut."""
+        strategy = self.parts.history
+        if strategy is None or len(work.messages) < 2:
+            return
+        with self.gate:  # ``summarize`` runs the local model
+            fitted = strategy.fit(work.messages, work.max_tokens)
+        work.local_messages = fitted.messages
+        if fitted.cut:
+            work.flags.append("history_cut")
+            work.warnings.append(fitted.note)
+
+    def _sticky_skip(self, work: Work) -> Optional[str]:
+        """The reason this conversation turn stays in the cloud, or None; a pre-generation P(correct) at the
+        release level ends the sticky run."""
+        state, cfg = work.conversation, self.parts.config
+        if state is None or not state.sticky:
+            return None
+        if self.parts.pregen is not None:
+            level = cfg.sticky_release if cfg.sticky_release is not None else self.parts.policy.threshold
+            score = local_step.pregen_score(self.parts, self.gate, work)
+            if score is not None and score >= level:
+                state.release()
+                work.sticky_note = (f"sticky run released: pre-generation P(correct) {score:.3f} >= {level:.3f}")
+                return None
+        return state.sticky_reason(cfg.sticky_turns)
+
+    def _prefill_skip(self, work: Work) -> Optional[str]:
+        """The reason to send a long prompt straight to the cloud: its prefill would take over ``prefill_budget_s``
+        on this device (the estimate is in ``latency_ms["prefill_estimate"]``), or None."""
+        budget = self.parts.config.prefill_budget_s
+        tokens = self.parts.local.count_prompt_tokens(work.local_messages)
+        seconds, basis = self.device.prefill_estimate_s(tokens)
+        work.latency_ms["prefill_estimate"] = seconds * 1000.0
+        work.prefill_estimate_s = seconds
+        if budget is None or seconds <= budget:
+            return None
+        return (f"the prompt's prefill would take ~{seconds:.1f} s here ({tokens} tokens at {basis}), over "
+                f"prefill_budget_s={budget:g}")
 
     def _pregen_skip(self, work: Work) -> Optional[str]:
         """The reason to skip local generation, or None: the policy's pre-generation decision, else the
@@ -110,7 +162,12 @@ class Pipeline:
         def probe() -> Optional[float]:  # runs the prefill at most once
             if not probed:
                 probed.append(local_step.pregen_score(parts, self.gate, work))
+                self.device.prefill_done(*parts.local.last_prefill)
             return probed[0]
+
+        long = self._prefill_skip(work)
+        if long is not None:
+            return long
 
         decision = parts.policy.before(work.id, self.situation(work), probe if parts.pregen is not None else None)
         if decision is not None:
@@ -129,6 +186,7 @@ class Pipeline:
         generation: Optional[Generation] = None
         try:
             generation = yield from local_step.generate(parts, self.gate, work, cancel)
+            self.device.prefill_done(*parts.local.last_prefill)
             decision = local_step.judge(parts, work, generation, self.situation)
             work.local_text, work.judged, work.escalated = generation.text, True, decision.escalate
             if parts.risk is not None:
@@ -138,8 +196,8 @@ class Pipeline:
             work.tokens["prompt"] = exc.prompt_tokens
             if block is not None:
                 raise PromptTooLongError(
-                    f"{exc}; cannot escalate: {block[1]}", prompt_tokens=exc.prompt_tokens, n_ctx=exc.n_ctx
-                ) from None
+                    f"{exc}; cannot escalate: {block[1]}", prompt_tokens=exc.prompt_tokens, n_ctx=exc.n_ctx,
+                    over_tokens=exc.over_tokens) from None
             decision = Decision(True, str(exc))
 
         text = generation.text if generation is not None else ""

@@ -14,6 +14,7 @@ from ..energy.cputime import CpuScope
 from ..energy.monitor import EnergyMonitor, EnergyWindow
 from ..local.sampling import GREEDY, Sampling
 from ..messages import Message
+from ..policy.sticky import ConversationState
 
 ENERGY_OFF = "energy metering disabled (energy=False)"
 
@@ -53,6 +54,14 @@ class Work:
     novelty: Optional[float] = None
     #: Why the local decode was stopped early and handed to the cloud (``handoff after N tokens: ...``), or None.
     handoff: Optional[str] = None
+    #: What the local model gets: ``messages`` with the history fitted to its window (``edgeroute.history``).
+    local_messages: list[Message] = field(default_factory=list)
+    #: The conversation this turn belongs to (``policy.sticky``), or None for a lone query.
+    conversation: Optional[ConversationState] = None
+    #: How stickiness shaped this turn (appended to the reason), or "".
+    sticky_note: str = ""
+    #: The prompt's prefill time as estimated before it ran, seconds (None: not estimated).
+    prefill_estimate_s: Optional[float] = None
 
 
 def energy_begin(monitor: Optional[EnergyMonitor], cpu: CpuScope) -> Optional[EnergyWindow]:
@@ -95,6 +104,8 @@ def answer_of(work: Work, *, route: Route, text: str, reason: str, cloud_model: 
         finish_reason=work.finish_reason,
         logprobs=work.logprobs if route != "cloud" else None,
         cloud_choices=work.cloud_choices,
+        conversation=work.conversation.id if work.conversation is not None else None,
+        turn=work.conversation.turn if work.conversation is not None else None,
     )
 
 

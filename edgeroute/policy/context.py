@@ -41,6 +41,11 @@ class Situation:
     device: DeviceState = field(default_factory=DeviceState)
     #: The local answer ends in a loop of repeated tokens (``signals.repetition``).
     repeating: bool = False
+    #: In a conversation: this turn's 0-based index, and the turns since the cloud last answered (None: never).
+    turn: int = 0
+    since_cloud: Optional[int] = None
+    #: The prompt's prefill time estimated before it runs, seconds (None: unknown).
+    prefill_s: Optional[float] = None
 
     @property
     def defect(self) -> Optional[str]:
@@ -56,6 +61,9 @@ _QUERY = ("q_log_chars", "q_digit_frac", "q_log_numbers", "q_yes_no", "q_what", 
 _QUERY_INDEX = [QUERY_FEATURES.index(q) for q in _QUERY]
 _QUERY_SCALE = {"q_log_chars": 8.0, "q_log_numbers": 3.0}
 _DEVICE = ("on_battery", "cloud_reachable", "cloud_latency_s")
+#: Added after the first releases, so last (saved states are widened, ``LinUCB.widened``): the log turn index (0
+#: for a lone query), 1 / turns since the cloud last answered (0: never), the log estimated prefill seconds.
+_CONVERSATION = ("turn", "recent_cloud", "prefill_s")
 #: Optional probabilities: (signal name, context name); each adds the value and a ``*_known`` flag.
 _PROBS_PRE = (("pregen_confidence", "pregen"),)
 _PROBS_POST = (("pregen_confidence", "pregen"), ("perplexity_confidence", "perplexity"),
@@ -68,7 +76,7 @@ def _names(probs: Sequence[tuple[str, str]], post: bool) -> tuple[str, ...]:
         out += ["confidence", "mean_nll", "log_answer_tokens"]
     for _, short in probs:
         out += [short, f"{short}_known"]
-    return tuple(out + list(_QUERY) + list(_DEVICE))
+    return tuple(out + list(_QUERY) + list(_DEVICE) + list(_CONVERSATION))
 
 
 PRE_FEATURES = _names(_PROBS_PRE, post=False)
@@ -95,6 +103,8 @@ def _context(s: Situation, probs: Sequence[tuple[str, str]], post: bool) -> np.n
     d = s.device
     latency = d.cloud_latency_s if d.cloud_latency_s is not None else 1.0
     values += [1.0 if d.on_battery else 0.0, 1.0 if d.cloud_reachable else 0.0, _clip01(latency / 10.0)]
+    values += [_clip01(math.log1p(s.turn) / math.log(16.0)), 1.0 / s.since_cloud if s.since_cloud else 0.0,
+               _clip01(math.log1p(s.prefill_s or 0.0) / math.log(61.0))]
     return np.asarray(values, dtype=np.float64)
 
 

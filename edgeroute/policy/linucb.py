@@ -165,6 +165,19 @@ class LinUCB:
                 "arms": {k: {"a": a.a.tolist(), "b": a.b.tolist(), "n": a.n, "drift": list(a.drift),
                              "changes": a.changes, "since": a.since} for k, a in self.arms.items()}}
 
+    @staticmethod
+    def widened(d: dict[str, Any], dim: int) -> dict[str, Any]:
+        """A saved state (``to_dict``) with features appended up to ``dim``: each new one starts at the prior, so
+        predictions for contexts whose new features are 0 are unchanged (a release adds context features)."""
+        old = int(d["dim"])
+        out = {**d, "dim": dim, "arms": {}}
+        for name, arm in d["arms"].items():
+            a = np.asarray(arm["a"], dtype=np.float64)
+            wide = float(d["ridge"]) * np.eye(dim)
+            wide[:old, :old] = a
+            out["arms"][name] = {**arm, "a": wide.tolist(), "b": list(arm["b"]) + [0.0] * (dim - old)}
+        return out
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LinUCB":
         """The inverse of ``to_dict``; ``PolicyError`` for a state that is misshapen, not finite or not positive

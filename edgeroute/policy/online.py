@@ -242,7 +242,9 @@ class LinUCBPolicy(Policy):
         o = entry["outcome"]
         outcome = Outcome(o["route"], float(o["joules"]), float(o["seconds"]), float(o["dollars"]), quality)
         parts = components(outcome)
-        contexts = entry["contexts"]
+        dims = {"pre": len(PRE_FEATURES), "post": len(POST_FEATURES)}
+        # a decision kept from before a release added features: those features were 0 (a lone query)
+        contexts = {p: list(x) + [0.0] * (dims[p] - len(x)) for p, x in entry["contexts"].items() if p in dims}
         local_ran = "post" in contexts
         taken: list[tuple[str, str]] = []
         if "pre" in contexts:

@@ -91,10 +91,15 @@ class PolicyState:
         if row is None:
             return self._reset(conn, key, features, fresh(), reason=None)
         try:
-            saved_features = json.loads(row[0])
-            if saved_features != list(features):
+            saved_features, saved = json.loads(row[0]), json.loads(row[1])
+            if saved_features != list(features)[:len(saved_features)]:
                 raise PolicyError(f"it was learned on {len(saved_features)} other features ({saved_features[:3]}...)")
-            model = LinUCB.from_dict(json.loads(row[1]))
+            if not isinstance(saved, dict) or saved.get("dim") != len(saved_features):
+                raise PolicyError(f"its dimension {saved.get('dim') if isinstance(saved, dict) else '?'} != "
+                                  f"{len(saved_features)} saved features")
+            if len(saved_features) < len(features):  # features added at the end by a newer release: kept learning
+                saved = LinUCB.widened(saved, len(features))
+            model = LinUCB.from_dict(saved)
             if model.dim != len(features):
                 raise PolicyError(f"its dimension {model.dim} != {len(features)} features")
             tracked = _Tracked(model, features, int(row[2]))
@@ -124,8 +129,10 @@ class PolicyState:
             tracked.model, tracked.seq = LinUCB.from_dict(json.loads(snap[0])), int(snap[1])
         rows = conn.execute("SELECT seq, arm, context, reward FROM policy_updates WHERE key = ? AND seq > ? "
                             "ORDER BY seq", (key, tracked.seq)).fetchall()
+        dim = tracked.model.dim
         for seq, arm, context, reward in rows:
-            tracked.model.update(arm, json.loads(context), float(reward))
+            x = json.loads(context)
+            tracked.model.update(arm, x + [0.0] * (dim - len(x)), float(reward))  # written before features were added
             tracked.seq = int(seq)
 
     def learn(self, answer_id: Optional[str], updates: Sequence[Update]) -> None:

@@ -22,9 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import _constants as C
 from .._errors import ConfigError, EdgeRouteError, InputError, UnknownAnswerError
 from ..answer import Answer, StreamEvent
 from ..router import Router, events_in_thread
+from ..policy.sticky import ConversationState, ConversationTable
 from ..scrub import scrub
 from .limits import ServerLimits
 from .render import (
@@ -93,6 +95,7 @@ def build_app(router: Router, *, token: Optional[str], model_name: str, limits: 
     """The endpoint's ASGI app over ``router``."""
     started = time.time()
     gate: dict[str, Gate] = {}  # made on the server's event loop, at the first request
+    conversations = ConversationTable(C.SERVE_CONVERSATIONS)  # stickiness by conversation id
     secrets = (token,) if token else ()
 
     def authorized(request: Request) -> bool:
@@ -170,7 +173,7 @@ def build_app(router: Router, *, token: Optional[str], model_name: str, limits: 
         if not authorized(request):
             return _error(401, "missing or wrong bearer token", "authentication_error")
         try:
-            req = parse_chat_request(await read_json(request))
+            req = parse_chat_request(await read_json(request), request.headers.get(C.CONVERSATION_HEADER))
         except RequestError as exc:
             return _error(exc.status, str(exc), param=exc.param, close=exc.status == 408)
         g = gate.setdefault("gate", Gate(limits))
@@ -182,8 +185,9 @@ def build_app(router: Router, *, token: Optional[str], model_name: str, limits: 
             await g.acquire()
             acquired = True
             if req.stream:
-                return await _stream(router, req, model_name, limits, secrets, lambda: g.leave(True))
-            return await _answer(router, req, request, model_name, secrets)
+                return await _stream(router, req, model_name, limits, secrets, lambda: g.leave(True),
+                                     conversations.get(req.conversation))
+            return await _answer(router, req, request, model_name, secrets, conversations.get(req.conversation))
         finally:
             if not (req.stream and acquired):
                 g.leave(acquired)
@@ -218,12 +222,13 @@ async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
 
 
 async def _answer(router: Router, req: ChatRequest, request: Request, model_name: str,
-                  secrets: tuple[str, ...]) -> Response:
+                  secrets: tuple[str, ...], conversation: Optional[ConversationState]) -> Response:
     cancel = threading.Event()
     watcher = asyncio.create_task(_watch_disconnect(request, cancel))
     try:
         answer = await asyncio.to_thread(router.ask, req.messages, max_tokens=req.max_tokens, private=req.private,
-                                         cancel=cancel, sampling=req.sampling, cloud_extra=req.extra or None)
+                                         cancel=cancel, sampling=req.sampling, cloud_extra=req.extra or None,
+                                         conversation=conversation)
     except EdgeRouteError as exc:
         return _router_error(exc, secrets)
     finally:
@@ -233,22 +238,23 @@ async def _answer(router: Router, req: ChatRequest, request: Request, model_name
     return JSONResponse(body, headers=headers_of(answer))
 
 
-async def _events(router: Router, req: ChatRequest, cancel: threading.Event) -> AsyncIterator[Any]:
+async def _events(router: Router, req: ChatRequest, cancel: threading.Event,
+                  conversation: Optional[ConversationState]) -> AsyncIterator[Any]:
     """The answer's id, then the Router's stream events on the event loop (generation in a worker thread)."""
     stream = router.stream(req.messages, max_tokens=req.max_tokens, private=req.private, cancel=cancel,
-                           sampling=req.sampling, cloud_extra=req.extra or None)
+                           sampling=req.sampling, cloud_extra=req.extra or None, conversation=conversation)
     yield stream.id
     async for event in events_in_thread(stream, cancel):
         yield event
 
 
 async def _stream(router: Router, req: ChatRequest, model_name: str, limits: ServerLimits,
-                  secrets: tuple[str, ...], done: Any) -> Response:
+                  secrets: tuple[str, ...], done: Any, conversation: Optional[ConversationState]) -> Response:
     """Server-sent events. ``hold`` (default): local text is sent only once the local answer is accepted, and an
     escalation streams the cloud's answer alone. ``live``: local tokens as decoded, then an ``edgeroute`` escalate
     chunk and the cloud's answer (the local text so far is superseded)."""
     cancel = threading.Event()
-    events = _events(router, req, cancel)
+    events = _events(router, req, cancel, conversation)
     try:
         answer_id = await events.__anext__()
         first = await events.__anext__()  # errors before any output are a plain JSON error

@@ -30,6 +30,8 @@ def routing_metadata(answer: Answer) -> dict[str, Any]:
                        "joules": answer.energy.cloud.joules, "method": answer.energy.cloud.method,
                        "source": answer.energy.cloud.source}},
         "risk": answer.risk.to_dict() if answer.risk is not None else None,
+        "conversation": answer.conversation,
+        "turn": answer.turn,
     }
 
 

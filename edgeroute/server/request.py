@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .._constants import CONVERSATION_HEADER
 from ..local.sampling import MAX_STOP_SEQUENCES, MAX_TOP_LOGPROBS, Sampling
 from ..messages import Message
 
@@ -42,6 +43,8 @@ class ChatRequest:
     model: str = ""
     #: Fields only the cloud honours (``tools``, ``n`` > 1, penalties): sent on verbatim, the request needs it.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The conversation this request is a turn of (header or ``edgeroute.conversation``), or None.
+    conversation: Optional[str] = None
 
 
 def parse_json(raw: bytes) -> Any:
@@ -157,9 +160,10 @@ def _edgeroute(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise RequestError("'edgeroute' must be an object, e.g. {\"private\": true, \"stream\": \"live\"}", "edgeroute")
-    unknown = sorted(set(value) - {"private", "stream"})
+    unknown = sorted(set(value) - {"private", "stream", "conversation"})
     if unknown:
-        raise RequestError(f"unknown 'edgeroute' field(s) {unknown}; known: private, stream", "edgeroute")
+        raise RequestError(f"unknown 'edgeroute' field(s) {unknown}; known: conversation, private, stream",
+                           "edgeroute")
     if not isinstance(value.get("private", False), bool):
         raise RequestError("'edgeroute.private' must be true or false", "edgeroute.private")
     if value.get("stream", "hold") not in STREAM_MODES:
@@ -167,8 +171,20 @@ def _edgeroute(value: Any) -> dict[str, Any]:
     return value
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
-    """Check ``body`` (decoded JSON) and return the request; ``RequestError`` names the first bad field."""
+def _conversation(field_value: Any, header: Optional[str]) -> Optional[str]:
+    """The conversation id from ``edgeroute.conversation`` or the header (they must agree when both are given)."""
+    for value, where in ((field_value, "edgeroute.conversation"), (header, CONVERSATION_HEADER)):
+        if value is not None and not (isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable()):
+            raise RequestError(f"'{where}' must be a printable string of 1-128 characters", where)
+    if field_value is not None and header is not None and field_value != header:
+        raise RequestError(f"'edgeroute.conversation' and the {CONVERSATION_HEADER} header name different "
+                           "conversations", "edgeroute.conversation")
+    return field_value if field_value is not None else header
+
+
+def parse_chat_request(body: Any, conversation_header: Optional[str] = None) -> ChatRequest:
+    """Check ``body`` (decoded JSON) and return the request; ``RequestError`` names the first bad field.
+    ``conversation_header``: the request's conversation header, if any."""
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object with a 'messages' list")
     if "model" in body and not isinstance(body["model"], str):
@@ -219,5 +235,5 @@ def parse_chat_request(body: Any) -> ChatRequest:
         messages=messages, max_tokens=max_tokens, stream=stream, sampling=sampling,
         private=bool(ours.get("private", False)), stream_mode=str(ours.get("stream", "hold")),
         include_usage=bool((options or {}).get("include_usage", False)), model=str(body.get("model") or ""),
-        extra=extra,
+        extra=extra, conversation=_conversation(ours.get("conversation"), conversation_header),
     )
