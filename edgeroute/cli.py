@@ -308,14 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="measure the local model and the router on labelled data")
-    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer", "privacy", "risk", "handoff"),
+    bench.add_argument("what", nargs="?", choices=("report", "policy", "transfer", "privacy", "risk", "handoff",
+                                                     "value"),
                        default="report",
                        help="report (default): signals and deferral curves; policy: replay the routing policies; "
                             "transfer: the judgement on families and sources it was not trained on (LOFO, LOSO, "
                             "held-out families, risk-coverage); privacy: the privacy gate's recall and false "
                             "positives on its labelled corpus (--data: your own); risk: a distribution shift replayed "
                             "through the online risk control; handoff: the mid-stream handoff replayed on the "
-                            "cached answers (ablation; --save keeps the rule in the calibration)")
+                            "cached answers (ablation; --save keeps the rule in the calibration); value: the desktop "
+                            "tasks, per family: local share, error, quality, latency, joules, US$ (--data: yours)")
     bench.add_argument("--epsilon", type=float,
                        help="transfer: the accepted-answer error for risk-coverage (default 0.1); risk: the error "
                             "to hold (default: the strictest the calibration split certifies)")

@@ -137,6 +137,7 @@ SIGNALS = Registry("edgeroute.signals", "signal", {
     "query": "edgeroute.signals.query:QuerySignal.from_model",
     "selfref": "edgeroute.signals.selfref:SelfRefSignal.from_model",
     "probe": "edgeroute.signals.probe:ProbeSignal.from_model",  # with the Self-REF blend when the engine has one
+    "longform": "edgeroute.signals.longform:LongFormSignal.from_model",
 })
 
 METERS = Registry("edgeroute.meters", "energy backend", {
@@ -163,6 +164,6 @@ DETECTORS = Registry("edgeroute.detectors", "privacy detector", {
 })
 
 #: The default signal set, in order (the probe drops out when none fits the model).
-DEFAULT_SIGNALS = ("perplexity", "tokens", "query", "selfref", "probe")
+DEFAULT_SIGNALS = ("perplexity", "tokens", "query", "longform", "selfref", "probe")
 
 __all__ = ["DEFAULT_SIGNALS", "DETECTORS", "HISTORY", "METERS", "POLICIES", "PROVIDERS", "Registry", "SIGNALS"]

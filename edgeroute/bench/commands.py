@@ -35,6 +35,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_risk(args)
     if args.what == "handoff":
         return _cmd_bench_handoff(args)
+    if args.what == "value":
+        return _cmd_bench_value(args)
     if args.what == "privacy":
         from . import privacy
 
@@ -145,6 +147,23 @@ def _cmd_bench_handoff(args: argparse.Namespace) -> int:
     if args.save is not None:
         report["saved_to"] = str(save_rule(report, args.model, None if args.save == "user" else Path(args.save)))
     print(json.dumps(public(report), indent=2) if args.json else markdown(report))
+    return 0
+
+
+def _cmd_bench_value(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .desktop.report import markdown, value_report, write
+    from .desktop.value import CloudProfile
+
+    cloud = CloudProfile(accuracy=args.cloud_accuracy, latency_s=args.cloud_latency_ms / 1000.0,
+                         price_per_1k_usd=args.cloud_price_per_1k, wait_j=args.cloud_wait_j)
+    report = value_report(args.model, data=Path(args.data) if args.data else None,
+                          epsilon=args.epsilon if args.epsilon is not None else 0.10, cloud=cloud, seed=args.seed,
+                          progress=None if args.quiet else sys.stderr)
+    if args.out:
+        write(report, Path(args.out))
+    print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
 
 

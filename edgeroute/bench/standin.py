@@ -75,7 +75,7 @@ class StandInServer:
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, "--model", str(self.model_path), "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_ctx", "2048", "--model_alias", STAND_IN_MODEL, "--verbose", "False"],
+             "--port", str(self.port), "--n_ctx", "8192", "--model_alias", STAND_IN_MODEL, "--verbose", "False"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

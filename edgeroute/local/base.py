@@ -122,6 +122,11 @@ class LocalModel(abc.ABC):
     def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens the chat-formatted ``messages`` occupy in the context."""
 
+    def uncached_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens a prefill of ``messages`` would evaluate: those not already in the KV cache (a conversation's
+        earlier turns usually are). Default: all of them."""
+        return self.count_prompt_tokens(messages)
+
     @abc.abstractmethod
     def stream(
         self,

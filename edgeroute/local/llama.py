@@ -47,10 +47,10 @@ class LlamaCppModel(LocalModel):
     """A GGUF model run in-process by llama-cpp-python.
 
     ``model`` is a path, a file name in the user model directory, or None for the default model. ``n_ctx`` is the
-    context window in tokens (None: the trained context within ``ctx_memory_mib``; ``self.context`` says which). ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the primary
-    block (0-based) they are read from (default: ``capture.default_layer``), ``hidden_layers`` every block captured
-    (default: the primary one alone; it is always added; ``"candidates"``: ``capture.candidate_layers``, the ones a
-    probe is trained on). ``Generation.hidden`` has them all.
+    window in tokens (None: the trained context within ``ctx_memory_mib``; ``self.context`` says which).
+    ``hidden_states=False`` skips the hidden-state reads; ``hidden_layer`` is the primary block (0-based) they are
+    read from (default: ``capture.default_layer``), ``hidden_layers`` every block captured (default: the primary one
+    alone, always added; ``"candidates"``: ``capture.candidate_layers``); ``Generation.hidden`` has them all.
 
     ``prompt_format`` ``auto`` (default) uses the GGUF's chat template, or the completion format when it has none
     (a base model; ``local.chat_format``); ``self.prompt_format`` says which. ``extra_buffers`` (None: off on CPUs
@@ -203,8 +203,8 @@ class LlamaCppModel(LocalModel):
     # --- set-up ---------------------------------------------------------------------------------------------
     @property
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = remembered(f"sha256|{file_key(self.path)}", lambda: file_sha256(self.path))
+        self._fingerprint = self._fingerprint or remembered(f"sha256|{file_key(self.path)}",
+                                                            lambda: file_sha256(self.path))
         return self._fingerprint
 
     @property
@@ -262,15 +262,17 @@ class LlamaCppModel(LocalModel):
                           RuntimeWarning, stacklevel=4)
         return {}
 
+    def _common(self, tokens: list[int]) -> int:  # the common prefix of ``tokens`` and the KV cache, tokens
+        return next((i for i, (a, b) in enumerate(zip(self._llama._input_ids, tokens)) if a != b),
+                    min(self._llama.n_tokens, len(tokens)))
+
+    def uncached_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return len(tokens := self.prompt_token_ids(messages)) - self._common(tokens)
+
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the KV cache of the longest common prefix with the previous call; return its length."""
         llama = self._llama
-        common = 0
-        for a, b in zip(llama._input_ids, tokens):
-            if a != b:
-                break
-            common += 1
-        keep = min(common, len(tokens) - 1)  # always evaluate >= 1 token: its logits start the answer
+        keep = min(self._common(tokens), len(tokens) - 1)  # always evaluate >= 1 token: its logits start the answer
         if keep > 0 and llama._ctx.kv_cache_seq_rm(-1, keep, -1):
             llama.n_tokens = keep
             return keep
@@ -432,8 +434,7 @@ class LlamaCppModel(LocalModel):
 
     def _use_threads(self) -> int:
         """Set the count ``self.threads`` chooses on the context (no reload); call holding the lock."""
-        n = self.threads.before()
-        if n != self._n_set:
+        if (n := self.threads.before()) != self._n_set:
             self._lc.llama_set_n_threads(self._llama._ctx.ctx, n, n)
             self._n_set = n
         return n

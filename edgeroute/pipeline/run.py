@@ -70,8 +70,9 @@ class Pipeline:
             skip: Optional[str] = f"the local model cannot honour {', '.join(needs)}"
         else:
             self._fit_history(work)
-            sticky = self._sticky_skip(work) if block is None else None
-            skip = sticky or (self._pregen_skip(work) if block is None else None)
+            long = self._prefill_skip(work) if block is None else None
+            sticky = self._sticky_skip(work, probe=long is None) if block is None else None
+            skip = sticky or long or (self._pregen_skip(work) if block is None else None)
         reply: Optional[CloudAnswer] = None
         pieces: list[str] = []
         if skip is not None:
@@ -111,7 +112,8 @@ class Pipeline:
                          bool(generation is not None and generation.truncated), self.device.state(reachable),
                          repeating="repetition" in work.flags, turn=conv.turn if conv is not None else 0,
                          since_cloud=conv.since_cloud if conv is not None else None,
-                         prefill_s=work.prefill_estimate_s)
+                         prefill_s=work.prefill_estimate_s,
+                         invalid_format=work.signals.get("format_valid") == 0.0)
 
     def _fit_history(self, work: Work) -> None:
         """Fit the conversation to the local window (``parts.history``); flag the answer when turns were cut."""
@@ -125,13 +127,13 @@ class Pipeline:
             work.flags.append("history_cut")
             work.warnings.append(fitted.note)
 
-    def _sticky_skip(self, work: Work) -> Optional[str]:
+    def _sticky_skip(self, work: Work, probe: bool) -> Optional[str]:
         """The reason this conversation turn stays in the cloud, or None; a pre-generation P(correct) at the
-        release level ends the sticky run."""
+        release level ends the sticky run (probed only when ``probe``: the prefill is within its budget)."""
         state, cfg = work.conversation, self.parts.config
         if state is None or not state.sticky:
             return None
-        if self.parts.pregen is not None:
+        if self.parts.pregen is not None and probe:
             level = cfg.sticky_release if cfg.sticky_release is not None else self.parts.policy.threshold
             score = local_step.pregen_score(self.parts, self.gate, work)
             if score is not None and score >= level:
@@ -144,7 +146,7 @@ class Pipeline:
         """The reason to send a long prompt straight to the cloud: its prefill would take over ``prefill_budget_s``
         on this device (the estimate is in ``latency_ms["prefill_estimate"]``), or None."""
         budget = self.parts.config.prefill_budget_s
-        tokens = self.parts.local.count_prompt_tokens(work.local_messages)
+        tokens = self.parts.local.uncached_prompt_tokens(work.local_messages)  # a conversation's cache is reused
         seconds, basis = self.device.prefill_estimate_s(tokens)
         work.latency_ms["prefill_estimate"] = seconds * 1000.0
         work.prefill_estimate_s = seconds
@@ -165,9 +167,6 @@ class Pipeline:
                 self.device.prefill_done(*parts.local.last_prefill)
             return probed[0]
 
-        long = self._prefill_skip(work)
-        if long is not None:
-            return long
 
         decision = parts.policy.before(work.id, self.situation(work), probe if parts.pregen is not None else None)
         if decision is not None:

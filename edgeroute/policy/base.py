@@ -45,7 +45,7 @@ class Policy(abc.ABC):
     def judge(self, answer_id: str, situation: "Situation") -> Decision:
         """After generation: accept the local answer or escalate (default: escalate a defective answer, else
         ``decide`` on the confidence)."""
-        if situation.repeating and not situation.truncated:
+        if (situation.repeating or situation.invalid_format) and not situation.truncated:
             return Decision(True, str(situation.defect))
         return self.decide(situation.confidence, truncated=situation.truncated)
 

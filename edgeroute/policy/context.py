@@ -46,6 +46,8 @@ class Situation:
     since_cloud: Optional[int] = None
     #: The prompt's prefill time estimated before it runs, seconds (None: unknown).
     prefill_s: Optional[float] = None
+    #: The prompt asked for JSON and the answer is not a JSON object with the asked keys (``signals.longform``).
+    invalid_format: bool = False
 
     @property
     def defect(self) -> Optional[str]:
@@ -54,6 +56,8 @@ class Situation:
             return "the local answer was cut off by the context window"
         if self.repeating:
             return "the local answer ends in a loop of repeated tokens"
+        if self.invalid_format:
+            return "the local answer is not the JSON object the prompt asks for"
         return None
 
 

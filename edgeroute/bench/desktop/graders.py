@@ -3,29 +3,14 @@ model. Case, accents and punctuation are ignored where the task allows (``bench.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import Any
 
+from ...signals.longform import first_json_object
 from ..grading import normalize, numbers_in
 
 _ISO = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
-
-
-def first_json_object(text: str) -> Optional[dict[str, Any]]:
-    """The first ``{...}`` in ``text`` that parses as a JSON object (code fences allowed), or None."""
-    for start in [m.start() for m in re.finditer(r"\{", text)]:
-        depth = 0
-        for end in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            if depth == 0:
-                try:
-                    value = json.loads(text[start:end + 1])
-                except ValueError:
-                    break
-                return value if isinstance(value, dict) else None
-    return None
 
 
 def label(answer: str, expect: Mapping[str, Any]) -> bool:
