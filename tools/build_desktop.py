@@ -40,7 +40,7 @@ def build(out: Path) -> Path:
                     "--name", NAME, "--distpath", str(out / "dist"), "--workpath", str(out / "work"),
                     "--specpath", str(out), "--paths", str(site), "--paths", str(APP.parent),
                     # the registries import their built-ins by name at run time; the artifacts are package data
-                    *[a for pkg in ("cloud", "signals", "energy", "policy", "local")
+                    *[a for pkg in ("cloud", "signals", "energy", "policy", "local", "history")
                       for a in ("--collect-submodules", f"edgeroute.{pkg}")],
                     "--hidden-import", "edgeroute._models", "--collect-data", "edgeroute",
                     "--add-data", f"{site / 'edgeroute' / '_models'}{os.pathsep}edgeroute/_models",
