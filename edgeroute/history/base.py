@@ -58,6 +58,11 @@ def split_turns(messages: Sequence[Message]) -> tuple[list[Message], list[Turn],
     return system, turns, rest[starts[-1]:]
 
 
+def size(turns: Sequence[Turn]) -> int:
+    """Messages in ``turns``."""
+    return sum(len(t) for t in turns)
+
+
 def answer_reserve(n_ctx: int, max_tokens: int) -> int:
     """Tokens a cut history leaves free for the answer: ``max_tokens``, at most ``HISTORY_RESERVE_SHARE`` of the
     window, at least ``MIN_ANSWER_ROOM_TOKENS``."""
@@ -72,10 +77,27 @@ class HistoryStrategy(ABC):
     def __init__(self, model: "LocalModel") -> None:
         self.model = model
 
-    @abstractmethod
     def fit(self, messages: Sequence[Message], max_tokens: int) -> Fitted:
         """The messages to send to the local model. The system prompt and the newest turn are always kept; when
         even they do not fit, they come back alone and the engine raises ``PromptTooLongError``."""
+        msgs = list(messages)
+        n_ctx = self.model.n_ctx
+        budget = n_ctx - answer_reserve(n_ctx, max_tokens)
+        tokens = self.count(msgs)
+        system, turns, newest = split_turns(msgs)
+        if tokens <= budget or not turns:
+            return Fitted(msgs, 0, len(msgs) - len(system) - len(newest), tokens, self.name)
+        return self.cut(system, turns, newest, budget)
+
+    @abstractmethod
+    def cut(self, system: list[Message], turns: list[Turn], newest: Turn, budget: int) -> Fitted:
+        """The history fitted to ``budget`` tokens, when the whole of it does not fit."""
+
+    def drop_oldest(self, system: list[Message], turns: list[Turn], newest: Turn, budget: int) -> Fitted:
+        """``system``, the newest ``turns`` that fit, ``newest``: the others left out."""
+        kept_msgs, kept, tokens = self.keep_newest(system, turns, newest, budget)
+        earlier = size(turns)
+        return Fitted(kept_msgs, earlier - size(turns[len(turns) - kept:]), earlier, tokens, self.name)
 
     def count(self, messages: Sequence[Message]) -> int:
         return self.model.count_prompt_tokens(messages)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..messages import Message
-from .base import Fitted, HistoryStrategy, answer_reserve, split_turns
+from .base import Fitted, HistoryStrategy, Turn
 
 
 class LatestTurns(HistoryStrategy):
@@ -13,15 +11,5 @@ class LatestTurns(HistoryStrategy):
 
     name = "latest"
 
-    def fit(self, messages: Sequence[Message], max_tokens: int) -> Fitted:
-        msgs = list(messages)
-        n_ctx = self.model.n_ctx
-        budget = n_ctx - answer_reserve(n_ctx, max_tokens)
-        tokens = self.count(msgs)
-        system, turns, newest = split_turns(msgs)
-        earlier = len(msgs) - len(system) - len(newest)
-        if tokens <= budget or not turns:
-            return Fitted(msgs, 0, earlier, tokens, self.name)
-        kept_msgs, kept, tokens = self.keep_newest(system, turns, newest, budget)
-        dropped = sum(len(t) for t in turns[:len(turns) - kept])
-        return Fitted(kept_msgs, dropped, earlier, tokens, self.name)
+    def cut(self, system: list[Message], turns: list[Turn], newest: Turn, budget: int) -> Fitted:
+        return self.drop_oldest(system, turns, newest, budget)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._constants import HISTORY_SUMMARY_CACHE, HISTORY_SUMMARY_MAX_TOKENS
 from ..messages import Message
-from .base import Fitted, HistoryStrategy, Turn, answer_reserve, split_turns
+from .base import Fitted, HistoryStrategy, Turn, size
 
 if TYPE_CHECKING:
     from ..local.base import LocalModel
@@ -49,15 +48,7 @@ class SummarizeOlder(HistoryStrategy):
             self._cache.popitem(last=False)
         return text
 
-    def fit(self, messages: Sequence[Message], max_tokens: int) -> Fitted:
-        msgs = list(messages)
-        n_ctx = self.model.n_ctx
-        budget = n_ctx - answer_reserve(n_ctx, max_tokens)
-        tokens = self.count(msgs)
-        system, turns, newest = split_turns(msgs)
-        earlier = len(msgs) - len(system) - len(newest)
-        if tokens <= budget or not turns:
-            return Fitted(msgs, 0, earlier, tokens, self.name)
+    def cut(self, system: list[Message], turns: list[Turn], newest: Turn, budget: int) -> Fitted:
         _, kept, _ = self.keep_newest(system, turns, newest, budget)
         text = self.summary(turns[:len(turns) - kept])
         if system:
@@ -67,11 +58,7 @@ class SummarizeOlder(HistoryStrategy):
         recent = turns[len(turns) - kept:]
         kept_msgs, kept, tokens = self.keep_newest(head, recent, newest, budget)
         if tokens > budget:  # the summary does not fit beside the newest turn: leave it out
-            kept_msgs, kept, tokens = self.keep_newest(system, turns, newest, budget)
-            return Fitted(kept_msgs, earlier - _size(turns[len(turns) - kept:]), earlier, tokens, self.name)
-        return Fitted(kept_msgs, earlier - _size(recent[len(recent) - kept:]), earlier, tokens, self.name,
+            return self.drop_oldest(system, turns, newest, budget)
+        earlier = size(turns)
+        return Fitted(kept_msgs, earlier - size(recent[len(recent) - kept:]), earlier, tokens, self.name,
                       summary=text)
-
-
-def _size(turns: list[Turn]) -> int:
-    return sum(len(t) for t in turns)
